@@ -1,0 +1,62 @@
+"""crossrank's scoring engine.
+
+``import rerank_core`` is light: it imports no torch, transformers, FlagEmbedding,
+cohere, LlamaIndex or LangChain. A backend's dependencies load when it is built.
+"""
+
+from __future__ import annotations
+
+from .backends import BACKENDS, load_backend, register_backend
+from .cache import CacheStats, CacheWarning, MemoryCache, ScoreCache, SQLiteCache, TieredCache
+from .config import WindowConfig
+from .engine import Reranker
+from .errors import (
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BackendError,
+    CacheError,
+    ConfigError,
+    CrossrankError,
+    EmptyQueryError,
+    InputError,
+    InvalidTextError,
+    MissingDependencyError,
+    ModelLoadError,
+    RateLimitError,
+)
+from .types import AsyncBackend, Backend, RankedText, Tokenizer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "APIError",
+    "APITimeoutError",
+    "AsyncBackend",
+    "AuthenticationError",
+    "Backend",
+    "BackendError",
+    "CacheError",
+    "CacheStats",
+    "CacheWarning",
+    "ConfigError",
+    "CrossrankError",
+    "EmptyQueryError",
+    "InputError",
+    "InvalidTextError",
+    "MemoryCache",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "RankedText",
+    "RateLimitError",
+    "Reranker",
+    "SQLiteCache",
+    "ScoreCache",
+    "TieredCache",
+    "Tokenizer",
+    "WindowConfig",
+    "__version__",
+    "load_backend",
+    "register_backend",
+]

@@ -1,0 +1,39 @@
+"""Backend registry: a preset name maps to ``"module:Class"``, imported only when named."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import ConfigError
+from ..types import Backend
+
+__all__ = ["BACKENDS", "load_backend", "register_backend"]
+
+BACKENDS: dict[str, str] = {
+    "minilm": "rerank_core.backends.cross_encoder:CrossEncoderBackend",
+    "cross-encoder": "rerank_core.backends.cross_encoder:CrossEncoderBackend",
+    "bge": "rerank_core.backends.flag:FlagRerankerBackend",
+    "cohere": "rerank_core.backends.cohere:CohereBackend",
+}
+
+
+def register_backend(name: str, target: str) -> None:
+    """Make ``Reranker(name)`` build ``target`` (``"package.module:Class"``)."""
+    if ":" not in target:
+        raise ConfigError(f"backend target must look like 'module:Class', got {target!r}")
+    BACKENDS[name] = target
+
+
+def load_backend(name: str, **options: Any) -> Backend:
+    """Build the backend registered under ``name`` with ``options``."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS))
+        raise ConfigError(f"unknown backend {name!r}; known backends: {known}") from None
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, attr)
+    backend: Backend = cls(**options)
+    return backend

@@ -1,0 +1,136 @@
+"""Helpers shared by the Hugging Face based backends (tokenizer spans, fingerprints)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import MissingDependencyError, ModelLoadError
+
+__all__ = [
+    "HFTokenizer",
+    "fingerprint_of",
+    "load_error",
+    "missing",
+    "resolve_device",
+    "weights_digest",
+]
+
+
+def missing(package: str, extra: str, exc: BaseException) -> MissingDependencyError:
+    """The error for a backend whose dependency is absent, naming the extra to install."""
+    err = MissingDependencyError(
+        f"this backend needs {package!r}, which is not installed; "
+        f'install it with: pip install "crossrank[{extra}]"',
+        extra=extra,
+    )
+    err.__cause__ = exc
+    return err
+
+
+def load_error(model: str, exc: BaseException) -> ModelLoadError:
+    """A clear error for a model that could not be loaded."""
+    offline = os.environ.get("HF_HUB_OFFLINE") in {"1", "true", "True", "YES", "yes"}
+    hint = (
+        "HF_HUB_OFFLINE is set, so only models already in the local cache or a local directory load"
+        if offline
+        else "the Hugging Face hub may be unreachable from this machine"
+    )
+    return ModelLoadError(
+        f"could not load model {model!r}: {type(exc).__name__}: {exc}. "
+        f"Check the model id, or pass a local model directory as model=...; {hint}."
+    )
+
+
+def resolve_device(device: str | None) -> str:
+    """``None``/"cpu" → CPU; "auto" → one GPU if present else CPU; anything else as given."""
+    if device is None or device == "cpu":
+        return "cpu"
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda:0"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    return device
+
+
+def weights_digest(model_dir: str | os.PathLike[str] | None) -> str:
+    """A cheap digest of a local model directory's weights and config.
+
+    Hashes each weights file's size plus its first and last MiB, and the config
+    files whole: enough to tell two checkpoints apart without reading GBs.
+    """
+    if model_dir is None:
+        return "remote"
+    path = Path(model_dir)
+    if not path.is_dir():
+        return "remote"
+    h = hashlib.sha256()
+    names = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file()
+        and (p.suffix in {".safetensors", ".bin", ".onnx", ".pt"} or p.name.endswith("config.json"))
+    )
+    for p in names:
+        h.update(p.name.encode())
+        size = p.stat().st_size
+        h.update(size.to_bytes(8, "little"))
+        with p.open("rb") as f:
+            if p.suffix == ".json" or size <= 2 << 20:
+                h.update(f.read())
+            else:
+                h.update(f.read(1 << 20))
+                f.seek(size - (1 << 20))
+                h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def fingerprint_of(**parts: Any) -> str:
+    """A stable fingerprint string from named parts."""
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+class HFTokenizer:
+    """Token spans from a Hugging Face fast tokenizer.
+
+    Works on a private copy of the Rust tokenizer with truncation and padding
+    off: the copy is never mutated, so it is safe to use from many threads while
+    the model's own tokenizer is busy (no "Already borrowed").
+    """
+
+    def __init__(self, hf_tokenizer: Any) -> None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as exc:  # pragma: no cover - tokenizers ships with transformers
+            raise missing("tokenizers", "minilm", exc) from exc
+        backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise ModelLoadError(
+                f"tokenizer {type(hf_tokenizer).__name__} is not a fast tokenizer; "
+                "crossrank needs character offsets to cut windows"
+            )
+        self._tok = Tokenizer.from_str(backend.to_str())
+        self._tok.no_truncation()
+        self._tok.no_padding()
+        self._special = int(hf_tokenizer.num_special_tokens_to_add(pair=True))
+
+    @property
+    def pair_special_tokens(self) -> int:
+        return self._special
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        if not texts:
+            return []
+        encs = self._tok.encode_batch(list(texts), add_special_tokens=False)
+        out: list[list[tuple[int, int]]] = []
+        for enc in encs:
+            out.append([(int(a), int(b)) for a, b in enc.offsets])
+        return out
