@@ -1,0 +1,1 @@
+"""Subcommands of the ``crossrank`` CLI, one module each, imported only when run."""
