@@ -41,7 +41,7 @@ def load_error(model: str, exc: BaseException) -> ModelLoadError:
         else "the Hugging Face hub may be unreachable from this machine"
     )
     return ModelLoadError(
-        f"could not load model {model!r}: {type(exc).__name__}: {exc}. "
+        f"could not load model {model!r}: {type(exc).__name__}: {str(exc).strip().rstrip('.')}. "
         f"Check the model id, or pass a local model directory as model=...; {hint}."
     )
 
