@@ -33,7 +33,11 @@ keep: set[int] = set()
 id_to_row = {d["_id"]: i for i, d in enumerate(corpus)}
 for qid in chosen:
     keep.update(id_to_row[d] for d in qrels[qid])
-    res, _ = retriever.retrieve(bm25s.tokenize([queries[qid]], stopwords="en", show_progress=False), k=10, show_progress=False)
+    res, _ = retriever.retrieve(
+        bm25s.tokenize([queries[qid]], stopwords="en", show_progress=False),
+        k=10,
+        show_progress=False,
+    )
     keep.update(int(i) for i in res[0])
 
 with (OUT / "scifact_sample.jsonl").open("w") as f:
@@ -42,5 +46,7 @@ with (OUT / "scifact_sample.jsonl").open("w") as f:
         f.write(json.dumps({"id": d["_id"], "title": d["title"], "text": d["text"]}) + "\n")
 with (OUT / "scifact_sample_queries.jsonl").open("w") as f:
     for qid in chosen:
-        f.write(json.dumps({"id": qid, "text": queries[qid], "relevant": sorted(qrels[qid])}) + "\n")
+        f.write(
+            json.dumps({"id": qid, "text": queries[qid], "relevant": sorted(qrels[qid])}) + "\n"
+        )
 print(f"{len(keep)} abstracts, {len(chosen)} queries -> {OUT}")

@@ -26,8 +26,8 @@ __all__ = [
     "CacheWarning",
     "GuardedCache",
     "MemoryCache",
-    "ScoreCache",
     "SQLiteCache",
+    "ScoreCache",
     "TieredCache",
     "cache_key",
 ]
@@ -124,7 +124,9 @@ class SQLiteCache:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS scores (k TEXT PRIMARY KEY, v REAL NOT NULL)")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS scores (k TEXT PRIMARY KEY, v REAL NOT NULL)"
+                )
                 conn.commit()
             except Exception:
                 conn.close()

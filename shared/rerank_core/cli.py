@@ -14,7 +14,10 @@ __all__ = ["COMMANDS", "main"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "rerank": ("rerank_core.commands.rerank", "rerank passages for a query; print before/after"),
-    "eval": ("rerank_core.commands.evaluate", "evaluate reranking quality on a BEIR-layout dataset"),
+    "eval": (
+        "rerank_core.commands.evaluate",
+        "evaluate reranking quality on a BEIR-layout dataset",
+    ),
     "finetune": ("rerank_core.commands.finetune", "fine-tune a cross-encoder on a training split"),
     "bench": ("rerank_core.commands.bench", "benchmark speed against the peer rerankers"),
 }

@@ -14,9 +14,24 @@ from typing import Any, Literal
 
 from .backends import load_backend
 from .batching import plan_batches
-from .cache import CacheStats, GuardedCache, MemoryCache, ScoreCache, SQLiteCache, TieredCache, cache_key
+from .cache import (
+    CacheStats,
+    GuardedCache,
+    MemoryCache,
+    ScoreCache,
+    SQLiteCache,
+    TieredCache,
+    cache_key,
+)
 from .config import WindowConfig
-from .errors import BackendError, ConfigError, CrossrankError, EmptyQueryError, InputError, InvalidTextError
+from .errors import (
+    BackendError,
+    ConfigError,
+    CrossrankError,
+    EmptyQueryError,
+    InputError,
+    InvalidTextError,
+)
 from .types import Backend, Pair, RankedText
 from .windows import Window, aggregate, make_windows, window_budget
 
@@ -47,7 +62,7 @@ def _check_positive(name: str, value: object, *, allow_none: bool = False) -> No
 
 
 def _build_cache(cache: CacheLike) -> ScoreCache | None:
-    if cache is None or cache is False:
+    if cache is None:
         return None
     if isinstance(cache, str) and cache == _DEFAULT_CACHE:
         return GuardedCache(MemoryCache())
@@ -396,7 +411,9 @@ class Reranker:
     def _score_plan(self, plan: _Plan) -> list[float]:
         found, keys = self._lookup(plan)
         missing = [i for i, v in enumerate(found) if v is None]
-        fresh = self._score_pairs([plan.pairs[i] for i in missing], [plan.lengths[i] for i in missing])
+        fresh = self._score_pairs(
+            [plan.pairs[i] for i in missing], [plan.lengths[i] for i in missing]
+        )
         self._count(found, len(missing))
         self._store(keys, missing, fresh)
         return _merge(found, missing, fresh)
@@ -411,7 +428,9 @@ class Reranker:
         lengths = [plan.lengths[i] for i in missing]
         fresh: list[float] = [math.nan] * len(pairs)
         ascore = self.backend.ascore_pairs  # type: ignore[attr-defined]
-        for batch in plan_batches(lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens):
+        for batch in plan_batches(
+            lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens
+        ):
             try:
                 got = await ascore([pairs[i] for i in batch])
             except CrossrankError:
@@ -428,7 +447,9 @@ class Reranker:
     def _score_pairs(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
         """Score pairs in length-sorted batches; results in input order."""
         out: list[float] = [math.nan] * len(pairs)
-        for batch in plan_batches(lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens):
+        for batch in plan_batches(
+            lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens
+        ):
             try:
                 got = self.backend.score_pairs([pairs[i] for i in batch])
             except CrossrankError:
