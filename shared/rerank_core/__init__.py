@@ -25,6 +25,7 @@ from .errors import (
     ModelLoadError,
     RateLimitError,
 )
+from .redis_cache import RedisCache
 from .types import AsyncBackend, Backend, RankedText, Tokenizer
 
 __version__ = "0.1.0"
@@ -50,6 +51,7 @@ __all__ = [
     "ModelLoadError",
     "RankedText",
     "RateLimitError",
+    "RedisCache",
     "Reranker",
     "SQLiteCache",
     "ScoreCache",
