@@ -17,7 +17,8 @@ _AGGREGATES = ("max", "mean", "first", "topk_mean")
 class WindowConfig:
     """How long texts are cut into overlapping windows and how window scores combine.
 
-    ``overlap``: tokens shared by consecutive windows. ``max_windows``: cap on
+    ``overlap``: tokens shared by consecutive windows (default: 64, or a quarter of
+    the window budget for models with a short ``max_length``). ``max_windows``: cap on
     windows per text (``None`` = no cap; ``1`` = truncate like every other
     reranker, but reported through ``RankedText.truncated``). ``aggregate``: how
     window scores become a text score. ``topk``: windows averaged by ``topk_mean``.
@@ -25,14 +26,16 @@ class WindowConfig:
     half the model's ``max_length``) so that a window always has room.
     """
 
-    overlap: int = 64
+    overlap: int | None = None
     max_windows: int | None = None
     aggregate: Aggregate = "max"
     topk: int = 2
     max_query_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.overlap, bool) or not isinstance(self.overlap, int) or self.overlap < 0:
+        if self.overlap is not None and (
+            isinstance(self.overlap, bool) or not isinstance(self.overlap, int) or self.overlap < 0
+        ):
             raise ConfigError(f"window overlap must be an int >= 0, got {self.overlap!r}")
         if self.max_windows is not None and (
             not isinstance(self.max_windows, int) or self.max_windows < 1

@@ -155,12 +155,16 @@ class Reranker:
                 f"max_query_tokens={self.max_query_tokens} leaves no room for text in "
                 f"max_length={max_length}"
             )
-        if window.overlap >= smallest_budget:
+        if window.overlap is None:
+            self.overlap = min(64, smallest_budget // 4)
+        elif window.overlap >= smallest_budget:
             raise ConfigError(
                 f"window overlap ({window.overlap} tokens) must be smaller than the window budget "
                 f"({smallest_budget} tokens for a query of {self.max_query_tokens} tokens at "
                 f"max_length={max_length})"
             )
+        else:
+            self.overlap = window.overlap
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens or batch_size * max_length
         self.window = window
@@ -371,7 +375,7 @@ class Reranker:
                     spans,
                     len(text),
                     budget=budget,
-                    overlap=cfg.overlap,
+                    overlap=self.overlap,
                     max_windows=cfg.max_windows,
                 )
                 uids = []

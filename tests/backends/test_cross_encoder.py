@@ -1,0 +1,127 @@
+"""The MiniLM backend against sentence-transformers' own CrossEncoder, on a real model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rerank_core import Reranker, WindowConfig
+
+torch = pytest.importorskip("torch")
+st = pytest.importorskip("sentence_transformers")
+
+pytestmark = pytest.mark.model
+
+QUERY = "what causes scurvy in sailors"
+SHORT = [
+    "Scurvy is caused by a lack of vitamin C in the diet.",
+    "Sailors on long voyages often lacked fresh fruit and vegetables.",
+    "The Eiffel Tower is in Paris.",
+    "Vitamin C is found in citrus fruits such as lemons and limes.",
+]
+
+
+@pytest.fixture(scope="module")
+def reference(minilm_path: Path):  # type: ignore[no-untyped-def]
+    return st.CrossEncoder(str(minilm_path), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def exact(minilm_path: Path):  # type: ignore[no-untyped-def]
+    from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+    return CrossEncoderBackend(str(minilm_path), precision="fp32")
+
+
+def test_short_texts_equal_crossencoder_predict(exact, reference) -> None:  # type: ignore[no-untyped-def]
+    ours = Reranker(exact, cache=None).score(QUERY, SHORT)
+    theirs = reference.predict([(QUERY, t) for t in SHORT], activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    sig = Reranker(exact, cache=None, normalize="sigmoid").score(QUERY, SHORT)
+    np.testing.assert_allclose(sig, reference.predict([(QUERY, t) for t in SHORT]), atol=1e-5)
+    assert all(0.0 < s < 1.0 for s in sig)
+
+
+def test_rerank_order_matches_predict(exact, reference) -> None:  # type: ignore[no-untyped-def]
+    theirs = reference.predict([(QUERY, t) for t in SHORT], activation_fn=torch.nn.Identity())
+    ranked = Reranker(exact).rerank(QUERY, SHORT)
+    assert [r.index for r in ranked] == list(np.argsort(-theirs))
+
+
+def test_windows_are_token_exact_with_the_model_tokenizer(exact) -> None:  # type: ignore[no-untyped-def]
+    rr = Reranker(exact, window=WindowConfig(overlap=32))
+    long_text = " ".join(SHORT * 60)
+    plan = rr._prepare([(QUERY, [long_text])])
+    q_tokens = len(exact.tokenizer.token_spans([QUERY])[0])
+    budget = exact.max_length - q_tokens - exact.tokenizer.pair_special_tokens
+    tp = plan.plans[0][0]
+    assert len(tp.windows) > 3
+    hf = exact.model.tokenizer
+    for w in tp.windows:
+        assert w.n_tokens <= budget
+        # the whole pair, tokenized by the model's own tokenizer, fits max_length
+        ids = hf(QUERY, long_text[w.start : w.end], truncation=False)["input_ids"]
+        assert len(ids) <= exact.max_length
+
+
+def test_chunk_max_equals_max_of_windows_scored_one_by_one(exact, reference) -> None:  # type: ignore[no-untyped-def]
+    long_text = " ".join(SHORT[2:3] * 150) + " " + SHORT[0] + " " + " ".join(SHORT[2:3] * 150)
+    rr = Reranker(exact, cache=None)
+    r = rr.rerank(QUERY, [long_text])[0]
+    plan = rr._prepare([(QUERY, [long_text])])
+    windows = [long_text[w.start : w.end] for w in plan.plans[0][0].windows]
+    assert r.n_windows == len(windows) > 1
+    solo = [
+        float(reference.predict([(QUERY, w)], activation_fn=torch.nn.Identity())[0])
+        for w in windows
+    ]
+    assert math.isclose(r.score, max(solo), abs_tol=1e-5)
+    assert r.window_text == windows[int(np.argmax(solo))]
+
+
+def test_cache_hits_skip_the_model(exact) -> None:  # type: ignore[no-untyped-def]
+    rr = Reranker(exact)
+    first = rr.rerank(QUERY, SHORT)
+    scored = rr.pairs_scored
+    calls: list[int] = []
+    original = exact.score_pairs
+
+    def spy(pairs):  # type: ignore[no-untyped-def]
+        calls.append(len(pairs))
+        return original(pairs)
+
+    exact.score_pairs = spy
+    try:
+        second = rr.rerank(QUERY, SHORT)
+    finally:
+        del exact.score_pairs
+    assert calls == [] and rr.pairs_scored == scored
+    assert first == second
+    assert rr.cache_stats.hits == len(SHORT)
+
+
+def test_fingerprint_covers_precision_and_max_length(minilm_path: Path, exact) -> None:  # type: ignore[no-untyped-def]
+    from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+    shorter = CrossEncoderBackend(str(minilm_path), precision="fp32", max_length=256)
+    assert shorter.max_length == 256
+    assert shorter.fingerprint != exact.fingerprint
+    assert "weights" in exact.fingerprint
+
+
+def test_unloadable_model_gives_clear_error(tmp_path: Path) -> None:
+    from rerank_core import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="could not load model") as ei:
+        Reranker("minilm", model=str(tmp_path / "no-such-model"))
+    assert "local model directory" in str(ei.value)
+
+
+def test_default_hub_model_offline_says_so() -> None:
+    from rerank_core import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="cross-encoder/ms-marco-MiniLM-L-6-v2"):
+        Reranker("minilm")
