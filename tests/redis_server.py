@@ -4,6 +4,9 @@
 persistence off, waits until it answers PING, and can be stopped and started
 again on the same port (to test outages). The ``redis_server`` fixture yields
 one per test module and skips cleanly when ``redis-server`` or redis-py is absent.
+
+Use in a test module: ``from redis_server import redis_server_fixture, redis_url_fixture``
+(imported under these names; the fixtures are called ``redis_server`` and ``redis_url``).
 """
 
 from __future__ import annotations
@@ -94,8 +97,8 @@ class RedisServer:
         return redis.Redis.from_url(self.url, socket_timeout=5)
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+@pytest.fixture(scope="module", name="redis_server")
+def redis_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A running redis-server for the module; flushed before each test by ``redis_url``."""
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (scripts/test.sh installs it from apt)")
@@ -108,8 +111,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         server.stop()
 
 
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
+@pytest.fixture(name="redis_url")
+def redis_url_fixture(redis_server: RedisServer) -> Iterator[str]:
     """The server's URL, with an empty database (restarted first if a test stopped it)."""
     if redis_server.proc is None or redis_server.proc.poll() is not None:
         redis_server.start()
@@ -153,8 +156,8 @@ class SilentServer:
         self.sock.close()
 
 
-@pytest.fixture
-def silent_server() -> Iterator[SilentServer]:
+@pytest.fixture(name="silent_server")
+def silent_server_fixture() -> Iterator[SilentServer]:
     s = SilentServer()
     try:
         yield s

@@ -40,18 +40,36 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-:]{1,64}")
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe for logs, errors and repr)."""
+    """The URL with any password (in the userinfo or a ``password=`` query) shown as ``***``."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable url>"
-    if parts.password is None:
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    if netloc == parts.netloc and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if not netloc:
+        return url.replace(parts.query, query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _secrets_in(url: str) -> list[str]:
+    """The password strings a URL carries (to scrub them from any message)."""
+    found = re.findall(r"(?i)(?:^|[?&])password=([^&]+)", url)
+    userinfo = url.partition("://")[2].split("/", 1)[0].rpartition("@")[0]
+    if ":" in userinfo:
+        found.append(userinfo.split(":", 1)[1])
+    return [s for s in found if s]
+
+
+def _scrub(message: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    return message
 
 
 def _parse(raw: object) -> float | None:
@@ -111,9 +129,11 @@ class RedisCache:
             if not isinstance(url, str):
                 raise ConfigError(f"url must be a string, got {type(url).__name__}")
             self._url = redact_url(url)
+            self._secrets = _secrets_in(url)
             client = self._build_client(url, float(socket_timeout), float(connect_timeout))
         else:
             self._url = "<client>"
+            self._secrets = []
         self._client: redis.Redis = client
         self._closed = False
         self._lock = threading.Lock()
@@ -143,7 +163,8 @@ class RedisCache:
                 health_check_interval=0,
             )
         except ValueError as exc:
-            raise ConfigError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+            detail = _scrub(str(exc), _secrets_in(url))
+            raise ConfigError(f"invalid Redis URL {redact_url(url)!r}: {detail}") from None
 
     # ------------------------------------------------------------------ cache protocol
 
@@ -242,7 +263,8 @@ class RedisCache:
             raise CacheError("RedisCache is closed")
 
     def _error(self, op: str, exc: BaseException) -> CacheError:
-        return CacheError(f"redis {op} at {self._url} failed: {type(exc).__name__}: {exc}")
+        detail = _scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+        return CacheError(f"redis {op} at {self._url} failed: {detail}")
 
 
 def _glob_escape(text: str) -> str:
