@@ -16,7 +16,8 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -136,7 +137,7 @@ class SQLiteCache:
 
     def get_many(self, keys: Sequence[str]) -> list[float | None]:
         found: dict[str, float] = {}
-        with self._lock:
+        with self._lock, self._reconnect_on_error():
             conn = self._connect()
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start : start + 500])
@@ -149,13 +150,26 @@ class SQLiteCache:
     def set_many(self, items: Mapping[str, float]) -> None:
         if not items:
             return
-        with self._lock:
+        with self._lock, self._reconnect_on_error():
             conn = self._connect()
             with conn:
                 conn.executemany(
                     "INSERT OR REPLACE INTO scores (k, v) VALUES (?, ?)",
                     [(k, float(v)) for k, v in items.items()],
                 )
+
+    @contextmanager
+    def _reconnect_on_error(self) -> Iterator[None]:
+        """After an SQLite error drop the connection, so that the next call opens the
+        file afresh: a connection that saw a corrupt or replaced file never recovers."""
+        try:
+            yield
+        except sqlite3.Error:
+            if self._conn is not None:
+                with suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None
+            raise
 
     def close(self) -> None:
         with self._lock:

@@ -529,9 +529,12 @@ class Reranker:
 
 
 def _checked(got: Sequence[float], expected: int) -> list[float]:
-    if len(got) != expected:
-        raise BackendError(f"backend returned {len(got)} scores for {expected} pairs")
-    out = [float(s) for s in got]
+    try:
+        out = [float(s) for s in got]
+    except (TypeError, ValueError) as exc:
+        raise BackendError(f"backend returned something other than numbers: {exc}") from exc
+    if len(out) != expected:
+        raise BackendError(f"backend returned {len(out)} scores for {expected} pairs")
     if not all(math.isfinite(s) for s in out):
         raise BackendError("backend returned a non-finite score")
     return out
