@@ -8,6 +8,7 @@ Every request is recorded (path, lower-cased headers, JSON body).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -84,14 +85,14 @@ class CohereLikeServer:
                     action = server.script.pop(0) if server.script else server.default
                 if action.delay:
                     time.sleep(action.delay)
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # client left
                     server._answer(self, action, body, headers)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up
-                    pass
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         host, port = self._httpd.server_address[:2]
         self.url = f"http://{host}:{port}"
@@ -135,14 +136,20 @@ class CohereLikeServer:
                 "model": model,
                 "usage": {"total_tokens": sum(len(d.split()) for d in docs)},
                 "results": [
-                    {"index": i, "document": {"text": docs[i], "multi_modal": None}, "relevance_score": s}
+                    {
+                        "index": i,
+                        "document": {"text": docs[i], "multi_modal": None},
+                        "relevance_score": s,
+                    }
                     for i, s in scored
                 ],
             }
         elif action.shape == "infinity":
             payload = {
                 "object": "rerank",
-                "results": [{"relevance_score": s, "index": i, "document": None} for i, s in scored],
+                "results": [
+                    {"relevance_score": s, "index": i, "document": None} for i, s in scored
+                ],
                 "model": model,
                 "usage": {"prompt_tokens": 10, "total_tokens": 10},
                 "id": f"infinity-{uuid.uuid4()}",

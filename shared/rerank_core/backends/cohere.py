@@ -175,7 +175,11 @@ class CohereBackend:
         self.max_docs_per_request = max_docs_per_request
 
         url = base_url if base_url is not None else os.environ.get("CO_API_URL") or None
-        if url is not None and (not isinstance(url, str) or not urlsplit(url).scheme):
+        if url is not None and (
+            not isinstance(url, str)
+            or urlsplit(url).scheme not in ("http", "https")
+            or not urlsplit(url).hostname
+        ):
             raise ConfigError(f"base_url must be an http(s) URL, got {url!r}")
         self._base_url = url
         self.base_url = _clean_url(url) if url is not None else _COHERE_URL
