@@ -1,0 +1,44 @@
+"""``RerankCompressor``: crossrank as a LangChain document compressor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import ConfigDict
+
+from ._documents import scored_copies, texts_of
+from ._options import RerankOptions
+
+__all__ = ["RerankCompressor"]
+
+
+class RerankCompressor(RerankOptions, BaseDocumentCompressor):
+    """Rerank documents with a cross-encoder, e.g. inside ``ContextualCompressionRetriever``.
+
+    Returns copies, best first, with ``metadata["relevance_score"]``; ``Document.id``
+    is kept and the input documents are never changed. Takes backend options
+    (``backend=``, ``model=``, ``device=``, ``batch_size=``, ``cache=``, ...) or a
+    ready ``reranker=Reranker(...)``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        ranked = self._reranker.rerank(query, texts_of(documents), **self._cut(None, None))
+        return scored_copies(documents, ranked)
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        ranked = await self._reranker.arerank(query, texts_of(documents), **self._cut(None, None))
+        return scored_copies(documents, ranked)

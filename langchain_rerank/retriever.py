@@ -1,0 +1,65 @@
+"""``RerankRetriever``: a base retriever's results reranked by crossrank (langchain-core only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever, RetrieverLike
+from pydantic import ConfigDict
+
+from ._documents import scored_copies, texts_of
+from ._options import RerankOptions
+
+__all__ = ["RerankRetriever"]
+
+
+class RerankRetriever(RerankOptions, BaseRetriever):
+    """Retrieve with ``base_retriever``, then rerank with a cross-encoder.
+
+    ``RerankRetriever(base_retriever=vectorstore.as_retriever(search_kwargs={"k": 30}),
+    top_n=5)``. ``invoke(query, top_n=..., min_score=...)`` overrides the cut per call;
+    other keywords go to the base retriever, which gets this run's callbacks.
+    Results are copies with ``metadata["relevance_score"]``.
+    """
+
+    base_retriever: RetrieverLike
+    """The first-stage retriever (any runnable from a query string to documents)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        top_n: int | None = None,
+        min_score: float | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        cut = self._cut(top_n, min_score)
+        docs = self.base_retriever.invoke(
+            query, config={"callbacks": run_manager.get_child()}, **kwargs
+        )
+        ranked = self._reranker.rerank(query, texts_of(docs), **cut)
+        return scored_copies(docs, ranked)
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        top_n: int | None = None,
+        min_score: float | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        cut = self._cut(top_n, min_score)
+        docs = await self.base_retriever.ainvoke(
+            query, config={"callbacks": run_manager.get_child()}, **kwargs
+        )
+        ranked = await self._reranker.arerank(query, texts_of(docs), **cut)
+        return scored_copies(docs, ranked)
