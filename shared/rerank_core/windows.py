@@ -39,6 +39,24 @@ def _word_start(spans: Sequence[tuple[int, int]], s: int, floor: int) -> int:
     return s
 
 
+def _cuttable(spans: Sequence[tuple[int, int]], i: int) -> bool:
+    """Whether a window boundary may fall before token ``i``: not inside a character
+    that the tokenizer split into several tokens (Hangul jamo, byte-level pieces)."""
+    return i <= 0 or i >= len(spans) or spans[i][0] >= spans[i - 1][1]
+
+
+def _cut_near(spans: Sequence[tuple[int, int]], i: int, low: int, high: int) -> int:
+    """The cuttable token index nearest below ``i`` and above ``low``; failing that, the
+    first one above ``i`` (at most ``high``, which the caller knows to be cuttable)."""
+    for cand in range(i, low, -1):
+        if _cuttable(spans, cand):
+            return cand
+    for cand in range(i + 1, high):
+        if _cuttable(spans, cand):
+            return cand
+    return high
+
+
 def make_windows(
     spans: Sequence[tuple[int, int]],
     text_length: int,
@@ -64,13 +82,16 @@ def make_windows(
     start = 0
     while True:
         end = min(start + budget, n)
+        if not _cuttable(spans, end):  # never end a window inside a character
+            end = _cut_near(spans, end, start, n)
         token_ranges.append((start, end))
         if end >= n:
             break
-        nxt = start + stride
+        nxt = max(start + 1, min(start + stride, end - overlap))
         # Prefer to begin the next window at a word start (never at or before
-        # the current start, so the loop always advances).
-        start = _word_start(spans, nxt, floor=start)
+        # the current start, so the loop always advances; never after this end).
+        nxt = _word_start(spans, nxt, floor=start)
+        start = nxt if _cuttable(spans, nxt) else _cut_near(spans, nxt, start, end)
     truncated = False
     if max_windows is not None and len(token_ranges) > max_windows:
         token_ranges = token_ranges[:max_windows]
