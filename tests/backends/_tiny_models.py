@@ -77,3 +77,14 @@ def make_tiny_xlmr(out: Path, *, max_tokens: int = 128, seed: int = 7) -> Path:
     model.save_pretrained(str(out))
     hf_tok.save_pretrained(str(out))
     return out
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def tiny_xlmr_once(tmp_path_factory: object) -> Path:
+    """One tiny XLM-R directory per test session, shared by the test modules that need it."""
+    if "xlmr" not in _BUILT:
+        base = tmp_path_factory.mktemp("models")  # type: ignore[attr-defined]
+        _BUILT["xlmr"] = make_tiny_xlmr(base / "tiny-xlmr", max_tokens=128)
+    return _BUILT["xlmr"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _tiny_models import make_tiny_xlmr, sample_texts
+from _tiny_models import sample_texts, tiny_xlmr_once
 from rerank_core import (
     BackendError,
     ConfigError,
@@ -36,7 +36,7 @@ QUERIES = ["what causes scurvy", "how do cells divide", "vaccine efficacy in old
 
 @pytest.fixture(scope="module")
 def xlmr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_xlmr(tmp_path_factory.mktemp("models") / "tiny-xlmr", max_tokens=128)
+    return tiny_xlmr_once(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
