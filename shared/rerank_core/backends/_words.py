@@ -6,6 +6,10 @@ window cut by it seldom overflows the real model's budget: letter runs count one
 per five letters, digit runs one per three digits, each CJK / kana / hangul character
 and each punctuation or symbol character one token. Spans are character offsets into
 the original text, so the engine can cut windows from them like from a real tokenizer.
+
+On the bundled SciFact abstracts it counts a median 1.16 times the tokens of BERT's
+WordPiece (a small, pessimistic vocabulary) and never under 0.95 times
+(``tests/backends/test_cohere_words.py``).
 """
 
 from __future__ import annotations
