@@ -509,3 +509,23 @@ def test_backend_modules_import_nothing_heavy() -> None:
 def test_nan_never_escapes(server: CohereLikeServer) -> None:
     scores = backend(server).score_pairs([(Q, d) for d in DOCS] + [("other", "other")])
     assert all(math.isfinite(s) for s in scores)
+
+
+def test_close_releases_connections_and_the_backend_still_works(server: CohereLikeServer) -> None:
+    b = backend(server)
+    assert b.score_pairs([(Q, DOCS[1])]) == [1.0]
+    http = b._http
+    b.close()
+    assert http is not None and http.is_closed
+    assert b.score_pairs([(Q, DOCS[1])]) == [1.0]  # a new client on demand
+    b.close()
+    b.close()  # closing twice is fine
+
+
+def test_close_leaves_an_injected_client_open(server: CohereLikeServer) -> None:
+    cohere = pytest.importorskip("cohere")
+    client = cohere.ClientV2(api_key=KEY, base_url=server.url)
+    b = backend(server, client=client)
+    b.score_pairs([(Q, DOCS[1])])
+    b.close()
+    assert client.rerank(model="m", query=Q, documents=[DOCS[1]]).results[0].relevance_score == 1.0

@@ -196,7 +196,7 @@ class CohereBackend:
         self._max_length = max(limit, special + 2)
 
         self._client = client
-        self._owns_client = client is None
+        self._http: Any = None  # the httpx.Client we opened, if any
         self._injected_async = async_client
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
@@ -245,11 +245,13 @@ class CohereBackend:
         return out
 
     def close(self) -> None:
-        """Close the HTTP connections this backend opened."""
+        """Close the HTTP connections of the sync client this backend opened (a client
+        passed in stays open; it is the caller's). Async clients close with their loop."""
         with self._lock:
-            client, self._client = (self._client, None) if self._owns_client else (None, None)
+            http, self._http = self._http, None
+            if http is not None:
+                self._client = None
             self._async_clients = weakref.WeakKeyDictionary()
-        http = getattr(client, "_crossrank_http", None)
         if http is not None:
             http.close()
 
@@ -321,8 +323,7 @@ class CohereBackend:
                     httpx_client=http,
                     log_warning_experimental_features=False,
                 )
-                self._client._crossrank_http = http
-                self._owns_client = True
+                self._http = http
             return self._client
 
     def _async_client(self) -> Any:
