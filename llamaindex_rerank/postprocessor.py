@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
-from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
@@ -88,20 +88,19 @@ class RerankPostprocessor(BaseNodePostprocessor):
             on_error,
             {k: v for k, v in engine_options.items() if v is not None},
         )
-        fields: dict[str, Any] = {}
+        fields: dict[str, Any] = {
+            "top_n": top_n,
+            "min_score": min_score,
+            "backend": None if reranker is not None else backend,
+            "model": model,
+            "device": device,
+            "keep_retrieval_score": keep_retrieval_score,
+            "metadata_mode": MetadataMode(metadata_mode),
+            "on_error": engine.on_error,
+        }
         if callback_manager is not None:
             fields["callback_manager"] = callback_manager
-        super().__init__(
-            top_n=top_n,
-            min_score=min_score,
-            backend=None if reranker is not None else backend,
-            model=model,
-            device=device,
-            keep_retrieval_score=keep_retrieval_score,
-            metadata_mode=MetadataMode(metadata_mode),
-            on_error=engine.on_error,
-            **fields,
-        )
+        super().__init__(**fields)
         self._reranker = engine
 
     @classmethod
