@@ -17,7 +17,7 @@ from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-from rerank_core import EmptyQueryError, InvalidTextError, RankedText, Reranker
+from rerank_core import ConfigError, EmptyQueryError, InvalidTextError, RankedText, Reranker
 
 from ._engine import DEFAULT_BACKEND, check_cut, engine_for
 
@@ -80,6 +80,13 @@ class RerankPostprocessor(BaseNodePostprocessor):
         **options: Any,
     ) -> None:
         check_cut(top_n, min_score)
+        try:
+            mode = MetadataMode(metadata_mode)
+        except ValueError:
+            modes = ", ".join(repr(m.value) for m in MetadataMode)
+            raise ConfigError(
+                f"metadata_mode must be one of {modes}; got {metadata_mode!r}"
+            ) from None
         model = os.fspath(model) if isinstance(model, os.PathLike) else model
         engine_options = {"model": model, "device": device, **options}
         engine = engine_for(
@@ -95,7 +102,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
             "model": model,
             "device": device,
             "keep_retrieval_score": keep_retrieval_score,
-            "metadata_mode": MetadataMode(metadata_mode),
+            "metadata_mode": mode,
             "on_error": engine.on_error,
         }
         if callback_manager is not None:

@@ -298,6 +298,8 @@ def test_bad_options_are_config_errors(keyword_reranker: Reranker, secret_backen
         RerankPostprocessor(reranker=keyword_reranker, top_n=0)
     with pytest.raises(ConfigError, match="min_score"):
         RerankPostprocessor(reranker=keyword_reranker, min_score=math.nan)
+    with pytest.raises(ConfigError, match="metadata_mode"):
+        RerankPostprocessor(reranker=keyword_reranker, metadata_mode="html")
     with pytest.raises(ConfigError, match="not both"):
         RerankPostprocessor(reranker=keyword_reranker, model="some/model")
     with pytest.raises(ConfigError, match="not both"):
