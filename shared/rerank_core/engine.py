@@ -98,8 +98,10 @@ class Reranker:
 
     ``backend``: a preset name (``"minilm"``, ``"bge"``, ``"cohere"``) or a backend
     object. ``model``/``device`` and any other keyword go to the backend when it is
-    built from a name. ``batch_size``: pairs per model call; ``max_batch_tokens``:
-    padded tokens per model call (default ``batch_size * max_length``).
+    built from a name. ``batch_size``: pairs per model call (default: the backend's
+    ``preferred_batch_size`` if it has one, else 32; an HTTP API takes up to 1,000
+    documents a request); ``max_batch_tokens``: padded tokens per model call (default
+    ``batch_size * max_length``).
     ``window``: a :class:`WindowConfig`. ``cache``: ``"memory"`` (default, a bounded
     LRU), a file path (SQLite behind the LRU), ``None`` (off) or any cache object.
     ``normalize="sigmoid"`` maps logits to 0–1. ``on_error="passthrough"`` returns
@@ -113,7 +115,7 @@ class Reranker:
         *,
         model: Any = None,
         device: str | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         max_batch_tokens: int | None = None,
         window: WindowConfig | None = None,
         cache: CacheLike = _DEFAULT_CACHE,
@@ -122,7 +124,7 @@ class Reranker:
         top_n: int | None = None,
         **backend_options: Any,
     ) -> None:
-        _check_positive("batch_size", batch_size)
+        _check_positive("batch_size", batch_size, allow_none=True)
         _check_positive("max_batch_tokens", max_batch_tokens, allow_none=True)
         _check_positive("top_n", top_n, allow_none=True)
         if normalize not in (None, "sigmoid"):
@@ -165,7 +167,10 @@ class Reranker:
             )
         else:
             self.overlap = window.overlap
-        self.batch_size = batch_size
+        if batch_size is None:
+            batch_size = int(getattr(self.backend, "preferred_batch_size", 32))
+            _check_positive("backend preferred_batch_size", batch_size)
+        self.batch_size: int = batch_size
         self.max_batch_tokens = max_batch_tokens or batch_size * max_length
         self.window = window
         self.cache = cache_obj
@@ -257,15 +262,17 @@ class Reranker:
         return await self._arun(jobs, top_n, min_score)
 
     def close(self) -> None:
-        """Release the cache's resources (SQLite connections, Redis pools)."""
-        for tier in getattr(self.cache, "tiers", (self.cache,)):
-            inner = getattr(tier, "inner", tier)
-            closer = getattr(inner, "close", None)
+        """Release the cache's resources (SQLite connections, Redis pools) and the backend's
+        (HTTP clients). Never raises."""
+        tiers = getattr(self.cache, "tiers", (self.cache,))
+        owners = [getattr(t, "inner", t) for t in tiers if t is not None] + [self.backend]
+        for owner in owners:
+            closer = getattr(owner, "close", None)
             if callable(closer):
                 try:
                     closer()
                 except Exception:  # closing must never raise
-                    logger.debug("closing cache %r failed", inner, exc_info=True)
+                    logger.debug("closing %r failed", owner, exc_info=True)
 
     def __enter__(self) -> Reranker:
         return self

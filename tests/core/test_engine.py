@@ -257,3 +257,29 @@ def test_threads_share_one_reranker(keyword_backend: KeywordBackend) -> None:
     for t in threads:
         t.join()
     assert results == [expected] * 8
+
+
+def test_backend_preferred_batch_size_is_the_default() -> None:
+    class Big(KeywordBackend):
+        preferred_batch_size = 1000
+
+    b = Big()
+    rr = Reranker(b, cache=None)
+    assert rr.batch_size == 1000
+    rr.rerank("cat", [f"cat {i}" for i in range(300)])
+    assert len(b.calls) == 1
+    assert Reranker(Big(), batch_size=8).batch_size == 8
+    assert Reranker(KeywordBackend()).batch_size == 32
+
+
+def test_close_releases_backend_and_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    class Closable(KeywordBackend):
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    b = Closable()
+    with Reranker(b, cache=tmp_path / "c.sqlite") as rr:
+        rr.rerank("cat", TEXTS)
+    assert b.closed == 1

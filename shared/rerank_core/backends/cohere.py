@@ -123,6 +123,9 @@ class CohereBackend:
     """
 
     score_scale: ScoreScale = "probability"
+    # The engine's default batch size for this backend: one request can carry up to
+    # 1,000 documents, so a query's candidates go out in one request.
+    preferred_batch_size = 1000
 
     def __init__(
         self,
