@@ -1,0 +1,221 @@
+"""``crossrank eval``: ranking quality of a reranker on a BEIR-layout dataset.
+
+First stage: a TREC run file (``--run``; default: the folder's ``runs/bm25_top100.trec``
+when there is one) or BM25 over the corpus (``--bm25``). Each depth N of
+``--candidates`` is reranked in its own cold pass (no score cache) and evaluated with
+trec_eval's metrics; the table, a JSON result and the knee plot are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import CrossrankError, ModelLoadError
+
+__all__ = ["add_arguments", "run"]
+
+
+def _candidates(value: str) -> list[int]:
+    try:
+        ns = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError:
+        msg = f"expected depths like 10,20,50,100; got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not ns or ns[0] < 1:
+        raise argparse.ArgumentTypeError(f"candidate depths must be >= 1; got {value!r}")
+    return ns
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", type=Path, help="BEIR-layout folder (corpus, queries, qrels)")
+    p.add_argument("--split", default="test", help="qrels split to evaluate (default: test)")
+    first = p.add_mutually_exclusive_group()
+    first.add_argument("--run", type=Path, help="first stage: a TREC run file")
+    first.add_argument("--bm25", action="store_true", help="first stage: BM25 over the corpus")
+    p.add_argument("--depth", type=int, default=100, help="first-stage depth (BM25 top-k)")
+    p.add_argument("--backend", default="minilm", help="backend preset (minilm, bge, cohere)")
+    p.add_argument("--model", help="model id or local directory (default: the preset's)")
+    p.add_argument("--device", help="cpu (default), auto, cuda:0, ...")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="model precision")
+    p.add_argument("--batch-size", type=int, default=32, help="pairs per model call")
+    p.add_argument(
+        "--candidates",
+        type=_candidates,
+        default=[10, 20, 50, 100],
+        help="comma-separated depths N to rerank (default: 10,20,50,100)",
+    )
+    p.add_argument(
+        "--first-stage-only", action="store_true", help="evaluate the first stage, load no model"
+    )
+    p.add_argument(
+        "--rel-level",
+        default="auto",
+        help="grade from which binary metrics count relevant (auto: 2 for 0–3 TREC DL grades, "
+        "else 1)",
+    )
+    p.add_argument("--max-queries", type=int, help="evaluate only the first N judged queries")
+    p.add_argument("--max-windows", type=int, help="cap windows per text (1 = truncate)")
+    p.add_argument(
+        "--aggregate",
+        choices=("max", "mean", "first", "topk_mean"),
+        default="max",
+        help="how window scores combine into a text score",
+    )
+    p.add_argument("--json", type=Path, metavar="OUT.json", help="write the result as JSON")
+    p.add_argument("--plot", type=Path, metavar="OUT.png", help="draw nDCG@10 and latency vs N")
+    p.add_argument("--markdown", type=Path, metavar="OUT.md", help="write the markdown table")
+    p.add_argument("--save-runs", type=Path, metavar="DIR", help="write each run as TREC files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _progress(quiet: bool) -> Any:
+    if quiet:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return lambda **kw: tqdm(file=sys.stderr, leave=False, **kw)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except CrossrankError as exc:
+        print(f"crossrank eval: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..quality.data import load_beir, read_trec_run, sort_run, write_trec_run
+    from ..quality.first_stage import bm25_run
+    from ..quality.report import markdown_table, plot_knee
+    from ..quality.sweep import evaluate_first_stage
+
+    dataset = load_beir(args.dataset, args.split, max_queries=args.max_queries)
+    if args.rel_level == "auto":
+        rel_level = dataset.default_rel_level()
+    else:
+        try:
+            rel_level = int(args.rel_level)
+        except ValueError:
+            print(f"crossrank eval: --rel-level must be 'auto' or a grade, got {args.rel_level!r}")
+            return 2
+    run_path: Path | None = args.run
+    if run_path is None and not args.bm25 and "bm25_top100" in dataset.runs:
+        run_path = dataset.runs["bm25_top100"]
+    t0 = time.perf_counter()
+    if run_path is not None:
+        first_run = read_trec_run(run_path)
+        first_name = f"run {run_path.name}"
+    else:
+        first_run = bm25_run(dataset, args.depth)
+        first_name = f"BM25 (bm25s) top-{args.depth}"
+    first_run = sort_run({q: first_run.get(q, [])[: args.depth] for q in dataset.queries})
+    first_s = time.perf_counter() - t0
+    first_metrics = evaluate_first_stage(dataset, first_run, rel_level=rel_level)
+    result: dict[str, Any] = {
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "queries": len(dataset.queries),
+        "rel_level": rel_level,
+        "first_stage": {"name": first_name, "seconds": first_s, "metrics": first_metrics},
+        "rerank": [],
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    }
+    print(
+        f"{dataset.name} ({dataset.split}): {len(dataset.queries)} queries, "
+        f"{len(dataset.corpus)} docs; binary metrics count grade >= {rel_level} relevant",
+        file=sys.stderr,
+    )
+    if not args.first_stage_only:
+        result.update(_rerank(args, dataset, first_run, rel_level))
+    runs = [r.pop("run") for r in result["rerank"]]
+    table = markdown_table(result)
+    print(table)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table, encoding="utf-8")
+    if args.plot:
+        if not result["rerank"]:
+            print("crossrank eval: --plot needs at least one reranking depth", file=sys.stderr)
+        else:
+            args.plot.parent.mkdir(parents=True, exist_ok=True)
+            plot_knee(result, args.plot)
+    if args.save_runs:
+        args.save_runs.mkdir(parents=True, exist_ok=True)
+        write_trec_run(first_run, args.save_runs / "first_stage.trec", "first")
+        for r, rr in zip(result["rerank"], runs, strict=True):
+            n = r["candidates"]
+            write_trec_run(rr, args.save_runs / f"rerank_top{n}.trec", f"crossrank{n}")
+    return 0
+
+
+def _rerank(
+    args: argparse.Namespace, dataset: Any, first_run: Any, rel_level: int
+) -> dict[str, Any]:
+    from ..config import WindowConfig
+    from ..engine import Reranker
+    from ..quality.sweep import sweep
+
+    options: dict[str, Any] = {}
+    if args.model:
+        options["model"] = args.model
+    if args.device:
+        options["device"] = args.device
+    if args.precision:
+        options["precision"] = args.precision
+    window = WindowConfig(max_windows=args.max_windows, aggregate=args.aggregate)
+    t0 = time.perf_counter()
+    try:
+        reranker = Reranker(
+            args.backend, batch_size=args.batch_size, window=window, cache=None, **options
+        )
+    except ModelLoadError as exc:
+        raise ModelLoadError(
+            f"{exc}\nFor an offline quality check, train a model first: crossrank finetune --help"
+        ) from exc
+    load_s = time.perf_counter() - t0
+    threads: int | None = None
+    try:
+        import torch
+
+        threads = int(torch.get_num_threads())
+    except ImportError:  # an API backend needs no torch
+        pass
+    results = sweep(
+        reranker,
+        dataset,
+        first_run,
+        [n for n in args.candidates if n <= args.depth] or [args.depth],
+        rel_level=rel_level,
+        progress=_progress(args.quiet),
+    )
+    reranker.close()
+    return {
+        "model": {
+            "backend": args.backend,
+            "model": args.model,
+            "repr": repr(reranker.backend),
+            "precision": args.precision or "default",
+            "load_seconds": load_s,
+            "window": {"max_windows": args.max_windows, "aggregate": args.aggregate},
+            "batch_size": args.batch_size,
+        },
+        "device": args.device or "cpu",
+        "torch_threads": threads,
+        "rerank": results,
+    }

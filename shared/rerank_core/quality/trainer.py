@@ -1,0 +1,210 @@
+"""Fine-tune a cross-encoder with the sentence-transformers trainer.
+
+``listnet`` (default) trains listwise on :class:`~.training.TrainList` targets with
+``ListNetLoss`` (cross-entropy to softmax(targets): listwise distillation when the
+targets come from a teacher). ``bce`` trains pointwise on the labels alone with
+``BinaryCrossEntropyLoss`` (each list's relevant document 1, the others 0).
+bf16 autocast is used on CPUs with native bf16 (AVX512-BF16 / AMX) unless told otherwise.
+The result is a directory that ``Reranker("minilm", model=DIR)`` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError, MissingDependencyError
+from .training import TrainList
+
+__all__ = ["TrainConfig", "bf16_available", "finetune"]
+
+logger = logging.getLogger("crossrank.quality")
+
+Loss = Literal["listnet", "bce"]
+TRAINING_RECORD = "crossrank_training.json"
+
+
+def bf16_available() -> bool:
+    """Whether this machine runs bf16 matrix products natively (CPU or CUDA)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if probe is None:
+        return False
+    try:
+        if not probe():
+            return False
+        a = torch.ones(8, 8, dtype=torch.bfloat16)
+        return bool(torch.isfinite(a @ a).all())
+    except Exception:  # an odd build: fall back to fp32
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainConfig:
+    loss: Loss = "listnet"
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 4
+    learning_rate: float = 5e-5
+    warmup: float = 0.1
+    max_length: int = 256
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    seed: int = 42
+    max_minutes: float | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("listnet", "bce"):
+            raise ConfigError(f"loss must be 'listnet' or 'bce', got {self.loss!r}")
+        if self.batch_size < 1 or self.max_length < 16 or not self.learning_rate > 0:
+            raise ConfigError("batch_size >= 1, max_length >= 16 and learning_rate > 0 needed")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.max_steps is None and not self.epochs > 0:
+            raise ConfigError("epochs must be > 0 (or give max_steps)")
+
+
+def _dataset(lists: Sequence[TrainList], loss: Loss) -> Any:
+    from datasets import Dataset
+
+    if loss == "listnet":
+        return Dataset.from_dict(
+            {
+                "query": [t.query for t in lists],
+                "docs": [t.docs for t in lists],
+                "labels": [t.targets for t in lists],
+            }
+        )
+    queries: list[str] = []
+    docs: list[str] = []
+    labels: list[float] = []
+    for t in lists:
+        for d, rel in zip(t.docs, t.relevant, strict=True):
+            queries.append(t.query)
+            docs.append(d)
+            labels.append(1.0 if rel else 0.0)
+    return Dataset.from_dict({"query": queries, "doc": docs, "label": labels})
+
+
+def finetune(
+    lists: Sequence[TrainList],
+    *,
+    base_model: str | Path,
+    output_dir: str | Path,
+    config: TrainConfig,
+    progress: bool = True,
+    record: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a cross-encoder from ``base_model`` on ``lists``; save it to ``output_dir``.
+
+    Returns the training record (also written as ``crossrank_training.json``).
+    """
+    try:
+        import torch
+        from sentence_transformers.cross_encoder import (
+            CrossEncoder,
+            CrossEncoderTrainer,
+            CrossEncoderTrainingArguments,
+        )
+        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, ListNetLoss
+        from transformers import TrainerCallback
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "finetune needs sentence-transformers, datasets and accelerate; install them with: "
+            'pip install "crossrank[minilm,eval]"',
+            extra="eval",
+        ) from exc
+    if not lists:
+        raise ConfigError("no training lists: check the training sources")
+    if config.loss == "listnet" and any(len(t.targets) != len(t.docs) for t in lists):
+        raise ConfigError("listnet needs teacher targets on every list (score_lists)")
+    out = Path(output_dir)
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_available())
+    torch.manual_seed(config.seed)
+    from ..backends._hf import resolve_device
+
+    device = resolve_device(config.device)
+    model = CrossEncoder(str(base_model), num_labels=1, max_length=config.max_length, device=device)
+    inference_length = max(512, config.max_length)
+    max_positions = int(getattr(model.config, "max_position_embeddings", inference_length))
+    train_ds = _dataset(lists, config.loss)
+    if config.loss == "listnet":
+        loss: Any = ListNetLoss(model, mini_batch_size=config.batch_size * len(lists[0].docs))
+    else:
+        loss = BinaryCrossEntropyLoss(model)
+    steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
+    total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
+    history: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    stopped_early = False
+
+    class _Budget(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            nonlocal stopped_early
+            if config.max_minutes and time.perf_counter() - t0 > config.max_minutes * 60:
+                stopped_early = True
+                control.should_training_stop = True
+            return control
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> Any:
+            if logs and "loss" in logs:
+                history.append({"step": state.global_step, "loss": float(logs["loss"])})
+            return control
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="crossrank-train-") as scratch:
+        args = CrossEncoderTrainingArguments(
+            output_dir=scratch,
+            max_steps=total_steps,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            warmup_steps=config.warmup,
+            lr_scheduler_type="linear",
+            bf16=use_bf16,
+            save_strategy="no",
+            logging_steps=max(1, min(50, total_steps // 20)),
+            report_to="none",
+            seed=config.seed,
+            disable_tqdm=not progress,
+            use_cpu=device == "cpu",
+            dataloader_num_workers=0,
+        )
+        trainer = CrossEncoderTrainer(
+            model=model, args=args, train_dataset=train_ds, loss=loss, callbacks=[_Budget()]
+        )
+        trainer.train()
+        steps_done = int(trainer.state.global_step)
+    seconds = time.perf_counter() - t0
+    model.max_seq_length = min(inference_length, max_positions)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    info: dict[str, Any] = dict(record or {})
+    info.update(
+        {
+            "base_model": str(base_model),
+            "config": asdict(config),
+            "bf16": use_bf16,
+            "device": device,
+            "torch_threads": int(torch.get_num_threads()),
+            "lists": len(lists),
+            "pairs_per_list": len(lists[0].docs),
+            "steps": steps_done,
+            "planned_steps": total_steps,
+            "stopped_by_time_budget": stopped_early,
+            "seconds": seconds,
+            "loss_history": history,
+            "saved_max_length": model.max_seq_length,
+        }
+    )
+    (out / TRAINING_RECORD).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return info
