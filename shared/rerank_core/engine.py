@@ -32,6 +32,7 @@ from .errors import (
     InputError,
     InvalidTextError,
 )
+from .scheduler import MicroBatcher, wants_micro_batching
 from .types import Backend, Pair, RankedText
 from .windows import Window, aggregate, make_windows, window_budget
 
@@ -182,6 +183,12 @@ class Reranker:
         self._misses = 0
         self._pairs_scored = 0
         self._warned_long_query = False
+        # local models: concurrent callers (threads and asyncio tasks) share model batches
+        self._batcher: MicroBatcher | None = None
+        if wants_micro_batching(self.backend):
+            self._batcher = MicroBatcher(
+                self._run_batch, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens
+            )
 
     # ------------------------------------------------------------------ public API
 
@@ -264,6 +271,8 @@ class Reranker:
     def close(self) -> None:
         """Release the cache's resources (SQLite connections, Redis pools) and the backend's
         (HTTP clients). Never raises."""
+        if self._batcher is not None:
+            self._batcher.close()
         tiers = getattr(self.cache, "tiers", (self.cache,))
         owners = [getattr(t, "inner", t) for t in tiers if t is not None] + [self.backend]
         for owner in owners:
@@ -301,6 +310,8 @@ class Reranker:
         try:
             if callable(getattr(self.backend, "ascore_pairs", None)):
                 scores = await self._ascore_plan(plan)
+            elif self._batcher is not None:
+                scores = await self._ascore_plan_batched(plan)
             else:
                 scores = await asyncio.to_thread(self._score_plan, plan)
         except CrossrankError as exc:
@@ -455,21 +466,43 @@ class Reranker:
             await asyncio.to_thread(self._store, keys, missing, fresh)
         return _merge(found, missing, fresh)
 
+    async def _ascore_plan_batched(self, plan: _Plan) -> list[float]:
+        """Like :meth:`_score_plan`, awaiting the micro-batcher instead of blocking a thread."""
+        assert self._batcher is not None
+        if self.cache is not None and plan.pairs:
+            found, keys = await asyncio.to_thread(self._lookup, plan)
+        else:
+            found, keys = [None] * len(plan.pairs), []
+        missing = [i for i, v in enumerate(found) if v is None]
+        fresh = await self._batcher.ascore(
+            [plan.pairs[i] for i in missing], [plan.lengths[i] for i in missing]
+        )
+        self._count(found, len(missing))
+        if missing:
+            await asyncio.to_thread(self._store, keys, missing, fresh)
+        return _merge(found, missing, fresh)
+
     def _score_pairs(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
         """Score pairs in length-sorted batches; results in input order."""
+        if self._batcher is not None:
+            return self._batcher.score(pairs, lengths)
         out: list[float] = [math.nan] * len(pairs)
         for batch in plan_batches(
             lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens
         ):
-            try:
-                got = self.backend.score_pairs([pairs[i] for i in batch])
-            except CrossrankError:
-                raise
-            except Exception as exc:
-                raise BackendError(f"backend failed: {type(exc).__name__}: {exc}") from exc
-            for i, s in zip(batch, _checked(got, len(batch)), strict=True):
+            for i, s in zip(batch, self._run_batch([pairs[i] for i in batch]), strict=True):
                 out[i] = s
         return out
+
+    def _run_batch(self, pairs: list[Pair]) -> list[float]:
+        """One model call: the backend's scores, checked; any failure is a BackendError."""
+        try:
+            got = self.backend.score_pairs(pairs)
+        except CrossrankError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"backend failed: {type(exc).__name__}: {exc}") from exc
+        return _checked(got, len(pairs))
 
     def _finish(
         self,

@@ -1,31 +1,60 @@
-"""sentence-transformers ``CrossEncoder`` backend (preset ``"minilm"``)."""
+"""sentence-transformers ``CrossEncoder`` backend (preset ``"minilm"``), with fast CPU paths."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import logging
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from ..errors import BackendError, ConfigError
 from ..types import Pair, ScoreScale
+from ._cpu import SpeedPlan, cpu_info, default_threads, onnxruntime_available, plan_speed
 from ._hf import HFTokenizer, fingerprint_of, load_error, missing, resolve_device, weights_digest
 
 __all__ = ["DEFAULT_MODEL", "CrossEncoderBackend"]
 
+logger = logging.getLogger("crossrank")
+
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["auto", "exact", "fp32", "bf16", "fp16", "int8"]
+Runtime = Literal["auto", "torch", "onnx"]
+_PRECISIONS = ("auto", "exact", "fp32", "bf16", "fp16", "int8")
+_RUNTIMES = ("auto", "torch", "onnx")
 
 
 class CrossEncoderBackend:
     """Scores pairs with a sentence-transformers ``CrossEncoder``.
 
-    ``model``: hub id or local directory, or a ready ``CrossEncoder`` instance.
-    ``device``: ``"cpu"`` (default), ``"auto"`` (one GPU if present) or a torch
-    device string. ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or
-    ``"fp16"``. ``max_length``: cap on tokens per pair (default: the model's).
-    Scores are raw logits (the model's activation is not applied); the engine's
-    ``normalize="sigmoid"`` maps them to 0–1.
+    ``model``: hub id or local directory, or a ready ``CrossEncoder`` instance (never
+    modified: conversions work on a copy). ``device``: ``"cpu"`` (default), ``"auto"``
+    (one GPU if present) or a torch device string. ``max_length``: cap on tokens per
+    pair (default: the model's).
+
+    Speed (see the README's speed section):
+
+    * ``precision="auto"`` (default): on a CPU with int8 dot products (VNNI, AMX, Arm
+      dotprod) the model is exported to ONNX and quantized to int8 with ONNX Runtime;
+      else bf16 where the CPU has bf16 instructions; else fp32. On CUDA fp16.
+    * ``precision="exact"`` (or ``"fp32"``): fp32 scores equal to
+      ``CrossEncoder.predict`` (ONNX Runtime when installed, else torch).
+    * ``"int8"``, ``"bf16"``, ``"fp16"``: asked for explicitly.
+    * ``runtime``: ``"auto"`` (default), ``"onnx"`` or ``"torch"``.
+    * ``num_threads``: CPU threads for scoring (default: the cores this process may
+      use). ONNX Runtime uses its own threads; torch's global setting is changed
+      only while this backend scores, and only if ``num_threads`` is given.
+    * ``onnx_cache_dir``: where exports are kept (default ``$CROSSRANK_CACHE_DIR`` or
+      ``~/.cache/crossrank``), keyed by a digest of the weights.
+
+    On the CPU each pair of a reduced-precision run is its own sequence, so a score
+    never depends on the other pairs of its batch. The fingerprint names the runtime
+    and precision: caches of different modes never mix. Scores are raw logits (the
+    model's activation is not applied); the engine's ``normalize="sigmoid"`` maps
+    them to 0–1.
     """
 
     score_scale: ScoreScale = "logit"
@@ -35,8 +64,11 @@ class CrossEncoderBackend:
         model: Any = None,
         *,
         device: str | None = None,
-        precision: Precision = "fp32",
+        precision: Precision = "auto",
+        runtime: Runtime = "auto",
         max_length: int | None = None,
+        num_threads: int | None = None,
+        onnx_cache_dir: str | os.PathLike[str] | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
         local_files_only: bool | None = None,
@@ -46,11 +78,20 @@ class CrossEncoderBackend:
             from sentence_transformers import CrossEncoder
         except ImportError as exc:
             raise missing("sentence-transformers", "minilm", exc) from exc
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ConfigError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
+        if precision not in _PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}"
+            )
+        if runtime not in _RUNTIMES:
+            raise ConfigError(f"runtime must be one of {', '.join(_RUNTIMES)}; got {runtime!r}")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 8):
             raise ConfigError(f"max_length must be an int >= 8, got {max_length!r}")
+        if num_threads is not None and (
+            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+        ):
+            raise ConfigError(f"num_threads must be a positive int, got {num_threads!r}")
         self._torch = torch
+        owned = not isinstance(model, CrossEncoder)
         if isinstance(model, CrossEncoder):
             ce = model
             model_id = str(getattr(ce.config, "_name_or_path", "") or type(ce).__name__)
@@ -68,17 +109,36 @@ class CrossEncoderBackend:
                 ce = CrossEncoder(model_id, **kwargs)
             except Exception as exc:
                 raise load_error(model_id, exc) from exc
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-        if precision != "fp32":
+        model_device = str(ce.device)
+        on_device = "cpu" if model_device.startswith("cpu") else model_device
+        try:
+            plan = plan_speed(device=on_device, precision=precision, runtime=runtime)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.model_id = model_id
+        model_max = int(ce.max_seq_length or 512)
+        self._max_length = min(max_length, model_max) if max_length else model_max
+        if max_length and self._max_length != model_max:
+            if not owned:
+                ce = copy.deepcopy(ce)
+                owned = True
+            ce.max_seq_length = self._max_length
+        self._threads = num_threads or default_threads()
+        self._num_threads_given = num_threads is not None
+        self._onnx: Any = None
+        if plan.runtime == "onnx":
+            plan = self._start_onnx(ce, plan, runtime, onnx_cache_dir)
+        if plan.runtime == "torch" and plan.precision != "fp32":
+            if not owned:
+                ce = copy.deepcopy(ce)
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[plan.precision]
             ce = ce.to(dtype)
         ce.eval()
         self.model = ce
-        self.model_id = model_id
-        self.precision = precision
-        model_max = int(ce.max_seq_length or 512)
-        self._max_length = min(max_length, model_max) if max_length else model_max
-        if max_length:
-            ce.max_seq_length = self._max_length
+        self.plan = plan
+        self.runtime = plan.runtime
+        self.precision = plan.precision
+        self._per_pair = on_device == "cpu" and plan.precision != "fp32"
         self._tokenizer = HFTokenizer(ce.tokenizer)
         self._identity = torch.nn.Identity()
         self._lock = threading.Lock()
@@ -89,10 +149,56 @@ class CrossEncoderBackend:
             revision=revision,
             weights=weights_digest(local_dir),
             max_length=self._max_length,
-            precision=precision,
+            precision=plan.precision,
+            runtime=plan.runtime,
+            recipe=getattr(self._onnx, "recipe", None),
             activation="identity",
             num_labels=int(ce.num_labels),
         )
+
+    # ------------------------------------------------------------------ set-up
+
+    def _start_onnx(
+        self, ce: Any, plan: SpeedPlan, runtime: str, cache_dir: str | os.PathLike[str] | None
+    ) -> SpeedPlan:
+        """Export (or reuse) the ONNX model; on failure fall back to torch unless asked for."""
+        from .onnx_runtime import OnnxExportError, OnnxScorer, ensure_onnx_model
+
+        if not onnxruntime_available():
+            if runtime == "onnx" or plan.precision == "int8":
+                raise missing("onnxruntime", "fast", ImportError("no module named 'onnxruntime'"))
+            return self._fallback(plan, "onnxruntime is not installed")
+        try:
+            if len(ce) != 1 or not hasattr(ce.model, "config"):
+                raise OnnxExportError(
+                    "only a CrossEncoder made of one transformers model can be exported"
+                )
+            path = ensure_onnx_model(
+                ce.model,
+                ce.tokenizer,
+                "int8" if plan.precision == "int8" else "fp32",
+                cache_dir=cache_dir,
+            )
+            self._onnx = OnnxScorer(
+                path,
+                ce.tokenizer.backend_tokenizer.to_str(),
+                max_length=self._max_length,
+                threads=self._threads,
+            )
+        except OnnxExportError as exc:
+            if runtime == "onnx":
+                raise
+            return self._fallback(plan, str(exc))
+        return plan
+
+    def _fallback(self, plan: SpeedPlan, why: str) -> SpeedPlan:
+        prec: Literal["fp32", "bf16"] = "fp32"
+        if plan.precision != "fp32" and cpu_info().bf16:
+            prec = "bf16"
+        logger.warning("ONNX Runtime path unavailable (%s); scoring with torch %s", why, prec)
+        return SpeedPlan("torch", prec, f"fallback: {why}")
+
+    # ------------------------------------------------------------------ Backend protocol
 
     @property
     def fingerprint(self) -> str:
@@ -106,22 +212,57 @@ class CrossEncoderBackend:
     def tokenizer(self) -> HFTokenizer:
         return self._tokenizer
 
+    @property
+    def num_threads(self) -> int:
+        return self._threads
+
     def score_pairs(self, pairs: Sequence[Pair]) -> list[float]:
         if not pairs:
             return []
         try:
-            with self._lock, self._torch.inference_mode():
-                scores = self.model.predict(
-                    [list(p) for p in pairs],
-                    batch_size=len(pairs),
-                    show_progress_bar=False,
-                    activation_fn=self._identity,
-                    convert_to_numpy=True,
-                )
+            with self._lock:
+                if self._onnx is not None:
+                    return list(self._onnx.score(pairs))
+                with self._torch_threads(), self._torch.inference_mode():
+                    if self._per_pair:
+                        return [self._predict([p])[0] for p in pairs]
+                    return self._predict(pairs)
+        except BackendError:
+            raise
         except Exception as exc:
             raise BackendError(f"cross-encoder {self.model_id!r} failed: {exc}") from exc
+
+    def _predict(self, pairs: Sequence[Pair]) -> list[float]:
+        scores = self.model.predict(
+            [list(p) for p in pairs],
+            batch_size=len(pairs),
+            show_progress_bar=False,
+            activation_fn=self._identity,
+            convert_to_numpy=True,
+        )
         flat = scores.reshape(len(pairs), -1)[:, -1] if scores.ndim > 1 else scores
         return [float(s) for s in flat]
 
+    @contextlib.contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        """torch's global thread count, set only while scoring and only if asked for."""
+        if not self._num_threads_given:
+            yield
+            return
+        before = self._torch.get_num_threads()
+        self._torch.set_num_threads(self._threads)
+        try:
+            yield
+        finally:
+            self._torch.set_num_threads(before)
+
+    def close(self) -> None:
+        """Stop the ONNX worker threads (they also stop with the process)."""
+        if self._onnx is not None:
+            self._onnx.close()
+
     def __repr__(self) -> str:
-        return f"CrossEncoderBackend(model={self.model_id!r}, precision={self.precision!r})"
+        return (
+            f"CrossEncoderBackend(model={self.model_id!r}, runtime={self.runtime!r}, "
+            f"precision={self.precision!r})"
+        )

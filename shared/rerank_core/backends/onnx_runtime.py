@@ -1,0 +1,387 @@
+"""Cross-encoder inference on ONNX Runtime: export, int8 quantization, on-disk cache, scoring.
+
+* **Export** with ``torch.onnx.export`` (the TorchScript exporter, which needs no extra
+  package) from the model's fp32 weights with eager attention, dynamic batch and
+  sequence axes. The exported graph is checked against torch on probe pairs before use.
+* **int8** with ONNX Runtime's ``quantize_dynamic``: int8 weights, activations
+  quantized at run time (``MatMulConstBOnly``: the attention products stay fp32).
+* **Cache**: ``<cache>/onnx/<digest>/model.<precision>.onnx``, where the digest covers
+  the weights, the config, the export recipe and the torch / onnxruntime versions;
+  ``<cache>`` is ``$CROSSRANK_CACHE_DIR`` or ``~/.cache/crossrank``. Files are
+  written to a temporary name and renamed, so concurrent processes never see a
+  half-written model.
+* **Scoring** runs each (query, window) pair as its own sequence: no padding, and a
+  pair's score never depends on what it was batched with (dynamic int8 quantizes
+  with a per-tensor scale, so batching would make scores depend on the neighbours).
+  Sequences run in parallel on a small pool of threads, each a single-threaded ONNX
+  Runtime run, longest first. The session's own thread pool is off, so nothing here
+  spins or touches torch's thread settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import itertools
+import json
+import logging
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import BackendError, ModelLoadError
+from ..types import Pair
+from ._hf import missing
+
+__all__ = [
+    "RECIPE",
+    "OnnxExportError",
+    "OnnxScorer",
+    "cache_root",
+    "ensure_onnx_model",
+    "model_digest",
+]
+
+logger = logging.getLogger("crossrank.onnx")
+
+# Bump when the export or quantization steps change: old cached files are then ignored.
+RECIPE = "crossrank-onnx-v1:opset17:eager:qdq-dynamic-int8-constB"
+OnnxPrecision = Literal["fp32", "int8"]
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_PROBE = [
+    ("what causes scurvy", "Scurvy is caused by a lack of vitamin C."),
+    ("tallest mountain", "Mount Everest is Earth's highest mountain above sea level, " * 6),
+    ("x", "y"),
+]
+
+
+class OnnxExportError(ModelLoadError):
+    """The model could not be exported to ONNX or the export failed its check."""
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where exports live: ``cache_dir``, ``$CROSSRANK_CACHE_DIR`` or ``~/.cache/crossrank``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("CROSSRANK_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "crossrank"
+
+
+def model_digest(hf_model: Any, extra: Sequence[str] = ()) -> str:
+    """sha256 of the model's config and every weight, the recipe and library versions."""
+    import onnxruntime
+    import torch
+
+    h = hashlib.sha256()
+    for part in (RECIPE, torch.__version__, onnxruntime.__version__, *extra):
+        h.update(part.encode())
+        h.update(b"\0")
+    config = getattr(hf_model, "config", None)
+    if config is not None:
+        h.update(config.to_json_string(use_diff=False).encode())
+    for name, tensor in sorted(hf_model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        if t.dtype in (torch.bfloat16, torch.float16):
+            t = t.float()
+        h.update(memoryview(t.numpy()).cast("B"))
+    return h.hexdigest()[:24]
+
+
+class _LogitsOnly:
+    """A torch module that returns only the logits (built lazily: torch is optional)."""
+
+    @staticmethod
+    def wrap(hf_model: Any, with_token_types: bool) -> Any:
+        import torch
+
+        class LogitsOnly(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = hf_model
+
+            def forward(self, input_ids: Any, attention_mask: Any, *rest: Any) -> Any:
+                kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+                if with_token_types:
+                    kwargs["token_type_ids"] = rest[0]
+                return self.inner(**kwargs).logits
+
+        return LogitsOnly()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporter's and quantizer's advice (warnings and root-logger lines)."""
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return record.levelno >= logging.ERROR
+
+    root = logging.getLogger()
+    f = _Drop()
+    root.addFilter(f)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeFilter(f)
+
+
+def _atomic_target(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.onnx", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache may be shared by users of a host
+    return Path(tmp)
+
+
+def _export_fp32(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types: bool) -> None:
+    import torch
+
+    model = copy.deepcopy(hf_model).to("cpu").float().eval()
+    with contextlib.suppress(Exception):  # older/other models: keep their attention
+        model.set_attn_implementation("eager")
+    names = list(_INPUTS if with_token_types else _INPUTS[:2])
+    enc = hf_tokenizer(
+        [q for q, _ in _PROBE[:2]], [t for _, t in _PROBE[:2]], padding=True, return_tensors="pt"
+    )
+    args = tuple(enc[n] for n in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["logits"] = {0: "batch"}
+    tmp = _atomic_target(path)
+    try:
+        with _quiet(), torch.no_grad():
+            torch.onnx.export(
+                _LogitsOnly.wrap(model, with_token_types),
+                args,
+                str(tmp),
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+                do_constant_folding=True,
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _quantize_int8(src: Path, path: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = _atomic_target(path)
+    try:
+        with _quiet():
+            quantize_dynamic(
+                src,
+                tmp,
+                weight_type=QuantType.QInt8,
+                extra_options={
+                    "MatMulConstBOnly": True,
+                    "DefaultTensorType": onnx.TensorProto.FLOAT,
+                },
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_export_lock = threading.Lock()
+
+
+def ensure_onnx_model(
+    hf_model: Any,
+    hf_tokenizer: Any,
+    precision: OnnxPrecision,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    digest: str | None = None,
+) -> Path:
+    """The path of the exported (and, for int8, quantized) model, exporting it if needed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise missing("onnxruntime", "fast", exc) from exc
+    with_token_types = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", ())
+    digest = digest or model_digest(hf_model)
+    folder = cache_root(cache_dir) / "onnx" / digest
+    fp32 = folder / "model.fp32.onnx"
+    target = folder / f"model.{precision}.onnx"
+    with _export_lock:
+        if target.is_file():
+            return target
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not fp32.is_file():
+                logger.info("exporting %s to ONNX in %s", type(hf_model).__name__, folder)
+                _export_fp32(hf_model, hf_tokenizer, fp32, with_token_types)
+                _check_export(hf_model, hf_tokenizer, fp32, with_token_types)
+            if precision == "int8" and not target.is_file():
+                _quantize_int8(fp32, target)
+            meta = {
+                "recipe": RECIPE,
+                "model_class": type(hf_model).__name__,
+                "name_or_path": str(getattr(hf_model.config, "_name_or_path", "")),
+                "inputs": list(_INPUTS if with_token_types else _INPUTS[:2]),
+            }
+            (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+        except OnnxExportError:
+            raise
+        except Exception as exc:
+            raise OnnxExportError(
+                f"could not export {type(hf_model).__name__} to ONNX in {folder}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+    return target
+
+
+def _check_export(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types: bool) -> None:
+    """The exported fp32 graph must give torch's logits on the probe pairs."""
+    import numpy as np
+    import torch
+
+    names = list(_INPUTS if with_token_types else _INPUTS[:2])
+    enc = hf_tokenizer(
+        [q for q, _ in _PROBE], [t for _, t in _PROBE], padding=True, return_tensors="pt"
+    )
+    model = hf_model if next(hf_model.parameters()).dtype == torch.float32 else None
+    if model is None:
+        model = copy.deepcopy(hf_model).float()
+    with torch.no_grad():
+        kwargs = {n: enc[n].to(model.device) for n in names}
+        ref = model(**kwargs).logits.float().cpu().numpy()
+    sess = _session(path, 1)
+    got = sess.run(None, {n: enc[n].numpy().astype(np.int64) for n in names})[0]
+    err = float(np.max(np.abs(got - ref)))
+    if not np.isfinite(err) or err > 1e-3 * (1.0 + float(np.max(np.abs(ref)))):
+        path.unlink(missing_ok=True)
+        raise OnnxExportError(
+            f"the ONNX export of {type(hf_model).__name__} differs from torch by {err:.3g}"
+        )
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+class OnnxScorer:
+    """Scores (query, text) pairs with an exported cross-encoder on ONNX Runtime.
+
+    ``tokenizer_json``: the model's fast tokenizer, serialized; a private copy is
+    configured once (truncation at ``max_length``, no padding) and never mutated, so
+    any number of threads can encode at once. ``threads``: sequences run at once.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        tokenizer_json: str,
+        *,
+        max_length: int,
+        threads: int,
+        label_column: int = -1,
+    ) -> None:
+        try:
+            import numpy as np
+            from tokenizers import Tokenizer
+        except ImportError as exc:  # pragma: no cover - both ship with the minilm extra
+            raise missing("tokenizers", "minilm", exc) from exc
+        self._np = np
+        self.path = model_path
+        self.recipe = RECIPE
+        self.threads = max(1, int(threads))
+        self._session = _session(model_path, 1)
+        self._inputs = [i.name for i in self._session.get_inputs()]
+        unknown = set(self._inputs) - set(_INPUTS)
+        if unknown:
+            raise OnnxExportError(f"unexpected ONNX inputs {sorted(unknown)} in {model_path}")
+        tok = Tokenizer.from_str(tokenizer_json)
+        tok.no_padding()
+        tok.enable_truncation(max_length, strategy="longest_first")
+        self._tok = tok
+        self._label = label_column
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def _run_one(self, ids: list[int], type_ids: list[int]) -> float:
+        np = self._np
+        arr = np.asarray(ids, dtype=np.int64)[None, :]
+        feed = {"input_ids": arr, "attention_mask": np.ones_like(arr)}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.asarray(type_ids, dtype=np.int64)[None, :]
+        out = self._session.run(None, feed)[0]
+        return float(out.reshape(1, -1)[0, self._label])
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.threads - 1, thread_name_prefix="crossrank-onnx"
+                )
+            return self._pool
+
+    def score(self, pairs: Sequence[Pair]) -> list[float]:
+        """One logit per pair, in order; each pair is its own sequence (no padding)."""
+        if not pairs:
+            return []
+        encs = self._tok.encode_batch([(q, t) for q, t in pairs])
+        n = len(encs)
+        out = [0.0] * n
+        order = sorted(range(n), key=lambda i: -len(encs[i].ids))
+        workers = min(self.threads, n)
+        if workers == 1:
+            for i in order:
+                out[i] = self._run_one(encs[i].ids, encs[i].type_ids)
+            return out
+        counter = itertools.count()
+
+        def work() -> None:
+            while (k := next(counter)) < n:
+                i = order[k]
+                out[i] = self._run_one(encs[i].ids, encs[i].type_ids)
+
+        pool = self._executor()
+        helpers: list[Future[None]] = [pool.submit(work) for _ in range(workers - 1)]
+        error: BaseException | None = None
+        try:
+            work()
+        except BaseException as exc:  # keep it until the helpers stop
+            error = exc
+            for _ in range(n):  # drain the counter so the helpers finish soon
+                next(counter)
+        for h in helpers:
+            try:
+                h.result()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise BackendError(f"ONNX Runtime failed: {type(error).__name__}: {error}") from error
+        return out
+
+    def close(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None

@@ -1,0 +1,307 @@
+"""The micro-batcher: one worker thread that scores the pairs of many concurrent callers.
+
+Callers (threads blocking in :meth:`MicroBatcher.score`, asyncio tasks awaiting
+:meth:`MicroBatcher.ascore`) hand in their pairs. The worker takes everything waiting
+as one *generation*, scores identical pairs once, sorts the rest by token length
+across all callers, cuts batches by pair count and padded-token budget, and resolves
+each caller as soon as its last pair is scored. What arrives meanwhile forms the next
+generation, so no caller waits behind more than one generation of others.
+
+* A cancelled caller (``asyncio`` task cancellation, ``Future.cancel``) is dropped:
+  its remaining pairs are skipped and nobody else notices.
+* A failing batch that mixes several callers is retried caller by caller, so only
+  the caller whose pairs fail gets the error.
+* The worker starts on first use and stops after ``idle_timeout`` seconds without
+  work (or on :meth:`close`); it is a daemon thread and is restarted after a fork.
+* Model calls happen on the worker thread only, one at a time: the backend never
+  sees two batches at once (no tokenizer "Already borrowed", no oversubscribed cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+
+from .batching import plan_batches
+from .types import Pair
+
+__all__ = ["BatcherStats", "MicroBatcher", "wants_micro_batching"]
+
+RunBatch = Callable[[list[Pair]], list[float]]
+
+
+def wants_micro_batching(backend: object) -> bool:
+    """Local models gain from shared batches; truly async (HTTP) backends do not.
+
+    A backend may say so itself with a ``micro_batching`` attribute.
+    """
+    declared = getattr(backend, "micro_batching", None)
+    if declared is not None:
+        return bool(declared)
+    return not callable(getattr(backend, "ascore_pairs", None))
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherStats:
+    """What the worker did: requests served, generations, model batches, pairs scored,
+    pairs saved by cross-caller dedup, and the most requests one generation served."""
+
+    requests: int = 0
+    generations: int = 0
+    batches: int = 0
+    pairs: int = 0
+    deduplicated: int = 0
+    max_requests_per_generation: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Request:
+    pairs: list[Pair]
+    lengths: list[int]
+    future: Future[list[float]]
+    scores: list[float] = field(default_factory=list)
+    left: int = 0
+
+    def dead(self) -> bool:
+        return self.future.done()
+
+
+_batchers: weakref.WeakSet[MicroBatcher] = weakref.WeakSet()
+
+
+def _after_fork() -> None:  # pragma: no cover - exercised only in forked children
+    for b in list(_batchers):
+        b._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+class MicroBatcher:
+    """Coalesces concurrent scoring requests into shared, length-sorted model batches.
+
+    ``run_batch(pairs) -> scores`` is called on the worker thread with at most
+    ``batch_size`` pairs whose padded size stays within ``max_batch_tokens``.
+    ``max_wait``: seconds the worker lingers for more callers before a generation
+    that starts with a single request (0: take what is there; callers that arrive
+    while a generation runs join the next one anyway).
+    """
+
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        batch_size: int,
+        max_batch_tokens: int | None = None,
+        max_wait: float = 0.0,
+        idle_timeout: float = 5.0,
+        name: str = "crossrank-batcher",
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self._run_batch = run_batch
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait = max(0.0, float(max_wait))
+        self.idle_timeout = idle_timeout
+        self._name = name
+        self._cond = threading.Condition()
+        self._queue: list[_Request] = []
+        self._worker: threading.Thread | None = None
+        self._stopping = False
+        self._stats = BatcherStats()
+        _batchers.add(self)
+
+    # ------------------------------------------------------------------ callers
+
+    def submit(self, pairs: Sequence[Pair], lengths: Sequence[int]) -> Future[list[float]]:
+        """Queue ``pairs`` (with their token lengths); the future gives scores in order."""
+        if len(pairs) != len(lengths):
+            raise ValueError(f"{len(pairs)} pairs but {len(lengths)} lengths")
+        fut: Future[list[float]] = Future()
+        if not pairs:
+            fut.set_result([])
+            return fut
+        req = _Request(list(pairs), [max(1, int(n)) for n in lengths], fut)
+        req.scores = [0.0] * len(req.pairs)
+        with self._cond:
+            self._stopping = False
+            self._queue.append(req)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._worker.start()
+            self._cond.notify()
+        return fut
+
+    def score(self, pairs: Sequence[Pair], lengths: Sequence[int]) -> list[float]:
+        """Score ``pairs`` in shared batches, blocking this thread until they are done."""
+        if not pairs:
+            return []
+        if threading.current_thread() is self._worker:  # re-entrant use from a backend
+            return self._direct(list(pairs), list(lengths))
+        return self.submit(pairs, lengths).result()
+
+    async def ascore(self, pairs: Sequence[Pair], lengths: Sequence[int]) -> list[float]:
+        """Score ``pairs`` in shared batches without blocking the event loop.
+
+        Cancelling the awaiting task withdraws the request; other callers go on.
+        """
+        if not pairs:
+            return []
+        return await asyncio.wrap_future(self.submit(pairs, lengths))
+
+    @property
+    def stats(self) -> BatcherStats:
+        return self._stats
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Finish queued work, then stop the worker (a later submit starts a new one)."""
+        with self._cond:
+            self._stopping = True
+            worker = self._worker
+            self._cond.notify_all()
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+
+    # ------------------------------------------------------------------ worker
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue and not self._stopping:
+                    self._cond.wait(self.idle_timeout)
+                if not self._queue:
+                    if self._worker is threading.current_thread():
+                        self._worker = None
+                    return
+                if self.max_wait and len(self._queue) == 1:
+                    deadline = time.monotonic() + self.max_wait
+                    while len(self._queue) == 1 and not self._stopping:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                generation, self._queue = self._queue, []
+            try:
+                self._run_generation(generation)
+            except BaseException as exc:  # never leave a caller waiting forever
+                for req in generation:
+                    _fail(req, exc)
+                if not isinstance(exc, Exception):
+                    with self._cond:
+                        if self._worker is threading.current_thread():
+                            self._worker = None
+                    raise
+
+    def _run_generation(self, generation: list[_Request]) -> None:
+        # unique pairs across callers; each slot lists the (request, position) it feeds
+        slot_of: dict[Pair, int] = {}
+        pairs: list[Pair] = []
+        lengths: list[int] = []
+        users: list[list[tuple[_Request, int]]] = []
+        live = [r for r in generation if not r.dead()]
+        for req in live:
+            req.left = len(req.pairs)
+            for pos, (pair, n) in enumerate(zip(req.pairs, req.lengths, strict=True)):
+                slot = slot_of.get(pair)
+                if slot is None:
+                    slot = slot_of[pair] = len(pairs)
+                    pairs.append(pair)
+                    lengths.append(n)
+                    users.append([])
+                users[slot].append((req, pos))
+        n_items = sum(len(r.pairs) for r in live)
+        batches = plan_batches(
+            lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens
+        )
+        ran = 0
+        for batch in batches:
+            batch = [s for s in batch if any(not r.dead() for r, _ in users[s])]
+            if not batch:
+                continue
+            ran += 1
+            try:
+                got = self._run_batch([pairs[s] for s in batch])
+            except Exception as exc:
+                self._isolate(batch, pairs, users, exc)
+                continue
+            for s, score in zip(batch, got, strict=True):
+                for req, pos in users[s]:
+                    req.scores[pos] = score
+                    req.left -= 1
+                    if req.left == 0:
+                        _resolve(req)
+        old = self._stats
+        self._stats = BatcherStats(
+            requests=old.requests + len(live),
+            generations=old.generations + 1,
+            batches=old.batches + ran,
+            pairs=old.pairs + len(pairs),
+            deduplicated=old.deduplicated + n_items - len(pairs),
+            max_requests_per_generation=max(old.max_requests_per_generation, len(live)),
+        )
+
+    def _isolate(
+        self,
+        batch: list[int],
+        pairs: list[Pair],
+        users: list[list[tuple[_Request, int]]],
+        exc: Exception,
+    ) -> None:
+        """A batch failed: retry it caller by caller so only the culprits fail."""
+        owners: dict[int, _Request] = {}
+        for s in batch:
+            for req, _ in users[s]:
+                owners.setdefault(id(req), req)
+        if len(owners) == 1:
+            for req in owners.values():
+                _fail(req, exc)
+            return
+        for req in owners.values():
+            if req.dead():
+                continue
+            mine = [s for s in batch if any(r is req for r, _ in users[s])]
+            try:
+                got = self._run_batch([pairs[s] for s in mine])
+            except Exception as own:
+                _fail(req, own)
+                continue
+            for s, score in zip(mine, got, strict=True):
+                for r, pos in users[s]:
+                    if r is req:
+                        r.scores[pos] = score
+                        r.left -= 1
+            if req.left == 0:
+                _resolve(req)
+
+    def _direct(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
+        out = [0.0] * len(pairs)
+        for batch in plan_batches(
+            lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens
+        ):
+            for i, s in zip(batch, self._run_batch([pairs[i] for i in batch]), strict=True):
+                out[i] = s
+        return out
+
+    def _reset_after_fork(self) -> None:  # pragma: no cover - runs in forked children
+        self._cond = threading.Condition()
+        self._worker = None
+        self._queue = []
+
+
+def _resolve(req: _Request) -> None:
+    with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+        req.future.set_result(req.scores)
+
+
+def _fail(req: _Request, exc: BaseException) -> None:
+    with contextlib.suppress(InvalidStateError):  # already resolved, failed or cancelled
+        req.future.set_exception(exc)
