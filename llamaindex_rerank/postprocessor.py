@@ -8,7 +8,8 @@ engine's.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -125,14 +126,10 @@ class RerankPostprocessor(BaseNodePostprocessor):
         query, texts = self._inputs(nodes, query_bundle)
         if not texts:
             return []
-        self._start(nodes, query_bundle)
-        payload = self._payload(nodes, query)
-        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
-            ranked = self._reranker.rerank(query, texts, top_n=self.top_n, min_score=self.min_score)
-            out = self._copies(nodes, ranked)
-            event.on_end(payload={EventPayload.NODES: out})
-        dispatcher.event(ReRankEndEvent(nodes=out))
-        return out
+        with self._events(nodes, query_bundle, query) as finish:
+            return finish(
+                self._reranker.rerank(query, texts, top_n=self.top_n, min_score=self.min_score)
+            )
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
@@ -140,16 +137,38 @@ class RerankPostprocessor(BaseNodePostprocessor):
         query, texts = self._inputs(nodes, query_bundle)
         if not texts:
             return []
-        self._start(nodes, query_bundle)
-        payload = self._payload(nodes, query)
-        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
-            ranked = await self._reranker.arerank(
-                query, texts, top_n=self.top_n, min_score=self.min_score
+        with self._events(nodes, query_bundle, query) as finish:
+            return finish(
+                await self._reranker.arerank(
+                    query, texts, top_n=self.top_n, min_score=self.min_score
+                )
             )
-            out = self._copies(nodes, ranked)
-            event.on_end(payload={EventPayload.NODES: out})
-        dispatcher.event(ReRankEndEvent(nodes=out))
-        return out
+
+    @contextmanager
+    def _events(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None, query: str
+    ) -> Iterator[Callable[[list[RankedText]], list[NodeWithScore]]]:
+        """LlamaIndex's rerank events around one call; yields what turns results into nodes."""
+        model_name = self._model_name()
+        top_k = self.top_n or self._reranker.top_n or len(nodes)
+        dispatcher.event(
+            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_k, model_name=model_name)
+        )
+        payload: dict[str, Any] = {
+            EventPayload.NODES: nodes,
+            EventPayload.QUERY_STR: query,
+            EventPayload.MODEL_NAME: model_name,
+            EventPayload.TOP_K: top_k,
+        }
+        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
+
+            def finish(ranked: list[RankedText]) -> list[NodeWithScore]:
+                out = self._copies(nodes, ranked)
+                event.on_end(payload={EventPayload.NODES: out})
+                dispatcher.event(ReRankEndEvent(nodes=out))
+                return out
+
+            yield finish
 
     # ------------------------------------------------------------------ conversion
 
@@ -201,24 +220,3 @@ class RerankPostprocessor(BaseNodePostprocessor):
     def _model_name(self) -> str:
         backend = self._reranker.backend
         return str(self.model or getattr(backend, "model_id", None) or type(backend).__name__)
-
-    def _top_k(self, nodes: list[NodeWithScore]) -> int:
-        return self.top_n or self._reranker.top_n or len(nodes)
-
-    def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> None:
-        dispatcher.event(
-            ReRankStartEvent(
-                query=query_bundle,
-                nodes=nodes,
-                top_n=self._top_k(nodes),
-                model_name=self._model_name(),
-            )
-        )
-
-    def _payload(self, nodes: list[NodeWithScore], query: str) -> dict[str, Any]:
-        return {
-            EventPayload.NODES: nodes,
-            EventPayload.QUERY_STR: query,
-            EventPayload.MODEL_NAME: self._model_name(),
-            EventPayload.TOP_K: self._top_k(nodes),
-        }
