@@ -25,14 +25,14 @@ LONG_ROW = re.compile(
 def run_example(
     name: str, *args: str, env: dict[str, str] | None = None, timeout: int = 420
 ) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("CROSSRANK_")}
     full_env = {
-        **os.environ,
+        **inherited,
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         **(env or {}),
     }
-    full_env.pop("CROSSRANK_MODEL", None) if env is None else None
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
