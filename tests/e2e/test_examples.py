@@ -25,7 +25,8 @@ LONG_ROW = re.compile(
 def run_example(
     name: str, *args: str, env: dict[str, str] | None = None, timeout: int = 420
 ) -> subprocess.CompletedProcess[str]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("CROSSRANK_")}
+    ours = ("CROSSRANK_MODEL", "CROSSRANK_EMBED_MODEL")  # the examples' own, set per test
+    inherited = {k: v for k, v in os.environ.items() if k not in ours}
     full_env = {
         **inherited,
         "HF_HUB_OFFLINE": "1",
