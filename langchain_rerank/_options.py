@@ -7,8 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, PrivateAttr
 from rerank_core import Reranker
-
-from ._engine import DEFAULT_BACKEND, check_cut, engine_for
+from rerank_core.adapter_support import DEFAULT_BACKEND, check_cut, engine_for
 
 __all__ = ["RerankOptions"]
 

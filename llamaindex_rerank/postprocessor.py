@@ -19,8 +19,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from rerank_core import ConfigError, EmptyQueryError, InvalidTextError, RankedText, Reranker
-
-from ._engine import DEFAULT_BACKEND, check_cut, engine_for
+from rerank_core.adapter_support import DEFAULT_BACKEND, check_cut, engine_for
 
 __all__ = ["RerankPostprocessor"]
 

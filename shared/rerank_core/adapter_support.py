@@ -1,11 +1,15 @@
-"""Build (or adopt) the crossrank engine behind the LangChain classes."""
+"""What every framework adapter needs from the engine: build or adopt a Reranker, check cuts.
+
+Shared by `llamaindex_rerank` and `langchain_rerank` so that both build the engine the same way.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from rerank_core import ConfigError, Reranker
+from .engine import Reranker
+from .errors import ConfigError
 
 __all__ = ["DEFAULT_BACKEND", "check_cut", "engine_for"]
 
