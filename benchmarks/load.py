@@ -333,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     hung = sum(t.is_alive() for t in threads)
     wall = time.monotonic() - start
     stats = rr.cache_stats
+    backend_repr = repr(rr.backend)
+    batcher = getattr(rr, "_batcher", None)  # the engine's micro-batcher, when it has one
+    batcher_stats = batcher.stats if batcher is not None else None
     rr.close()
     if redis_server is not None:
         redis_server.close()
@@ -360,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
         "documents lost": f"{tally.lost}",
         "callers still running at the end": f"{hung}",
     }
+    if batcher_stats is not None:
+        rows["micro-batcher"] = (
+            f"{batcher_stats.requests} requests in {batcher_stats.generations} generations, "
+            f"{batcher_stats.batches} model batches, up to "
+            f"{batcher_stats.max_requests_per_generation} callers per generation"
+        )
     command = "python benchmarks/load.py " + " ".join(sys.argv[1:] if argv is None else argv)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     setup = (
@@ -380,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`{command.strip()}`",
         "",
-        f"Setup: {setup}. Machine: {machine}.",
+        f"Setup: {setup}. Backend: `{backend_repr}`. Machine: {machine}.",
         *(["", "Fault injected: " + "; ".join(outage_log) + "."] if outage_log else []),
         "",
         "| measure | value |",
