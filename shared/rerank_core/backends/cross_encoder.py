@@ -7,6 +7,7 @@ import copy
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -139,7 +140,7 @@ class CrossEncoderBackend:
         self.runtime = plan.runtime
         self.precision = plan.precision
         self._per_pair = on_device == "cpu" and plan.precision != "fp32"
-        self._tokenizer = HFTokenizer(ce.tokenizer)
+        self._tokenizer = _SpanMemo(HFTokenizer(ce.tokenizer))
         self._identity = torch.nn.Identity()
         self._lock = threading.Lock()
         local_dir = getattr(ce.config, "_name_or_path", None)
@@ -209,7 +210,7 @@ class CrossEncoderBackend:
         return self._max_length
 
     @property
-    def tokenizer(self) -> HFTokenizer:
+    def tokenizer(self) -> _SpanMemo:
         return self._tokenizer
 
     @property
@@ -266,3 +267,48 @@ class CrossEncoderBackend:
             f"CrossEncoderBackend(model={self.model_id!r}, runtime={self.runtime!r}, "
             f"precision={self.precision!r})"
         )
+
+
+class _SpanMemo:
+    """The model's token spans, remembered for recently seen texts.
+
+    Windowing tokenizes every text on every call, even when all its scores are
+    cached; a warm call then costs mostly tokenization. Spans of up to
+    ``max_tokens`` tokens (about 64 bytes each) are kept, least recently used first out.
+    """
+
+    def __init__(self, inner: HFTokenizer, max_tokens: int = 262_144) -> None:
+        self._inner = inner
+        self._max_tokens = max_tokens
+        self._held = 0
+        self._memo: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def pair_special_tokens(self) -> int:
+        return self._inner.pair_special_tokens
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        out: list[list[tuple[int, int]] | None] = [None] * len(texts)
+        todo: list[int] = []
+        with self._lock:
+            memo = self._memo
+            for i, t in enumerate(texts):
+                got = memo.get(t)
+                if got is None:
+                    todo.append(i)
+                else:
+                    memo.move_to_end(t)
+                    out[i] = got
+        if todo:
+            fresh = self._inner.token_spans([texts[i] for i in todo])
+            with self._lock:
+                for i, spans in zip(todo, fresh, strict=True):
+                    out[i] = spans
+                    if len(spans) <= self._max_tokens // 8 and texts[i] not in self._memo:
+                        self._memo[texts[i]] = spans
+                        self._held += len(spans) + 1
+                while self._held > self._max_tokens and self._memo:
+                    _, old = self._memo.popitem(last=False)
+                    self._held -= len(old) + 1
+        return [x if x is not None else [] for x in out]

