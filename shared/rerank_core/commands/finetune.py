@@ -136,9 +136,10 @@ def _run(args: argparse.Namespace) -> int:
         encode = None
         if mix.dense > 0:
             teacher_model = args.teacher_model or _shipped_minilm()
+            from ..quality.teacher import bi_encoder
             from ..quality.trainer import bf16_available
 
-            encode = _encoder(
+            encode = bi_encoder(
                 teacher_model,
                 args.device,
                 progress=not args.quiet,
@@ -207,57 +208,3 @@ def _run(args: argparse.Namespace) -> int:
         f" (bf16={info['bf16']}); load it with Reranker('minilm', model={str(args.output)!r})"
     )
     return 0
-
-
-def _encoder(
-    model: str, device: str | None, *, progress: bool, cache: Path | None, bf16: bool
-) -> Any:
-    """``encode(texts)`` with the bi-encoder: L2-normalised embeddings, bf16 autocast where
-    the CPU has it, and an optional ``.npz`` cache keyed by the model and each text."""
-    import contextlib
-    import hashlib
-
-    import numpy as np
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from ..backends._hf import resolve_device, weights_digest
-
-    st = SentenceTransformer(model, device=resolve_device(device))
-    salt = f"{model}|{weights_digest(model)}|{st.max_seq_length}|{'bf16' if bf16 else 'fp32'}"
-
-    def key(text: str) -> str:
-        return hashlib.sha1(f"{salt}|{text}".encode()).hexdigest()
-
-    def encode(texts: list[str]) -> Any:
-        stored: dict[str, Any] = {}
-        if cache is not None and cache.exists():
-            with np.load(cache) as f:
-                stored = dict(zip(f["keys"].tolist(), f["vectors"], strict=True))
-        keys = [key(t) for t in texts]
-        todo = [i for i, k in enumerate(keys) if k not in stored]
-        if todo:
-            amp = (
-                torch.autocast("cpu", dtype=torch.bfloat16)
-                if bf16 and st.device.type == "cpu"
-                else contextlib.nullcontext()
-            )
-            with amp, torch.inference_mode():
-                fresh = st.encode(
-                    [texts[i] for i in todo],
-                    batch_size=64,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=progress,
-                ).astype(np.float32)
-            for i, v in zip(todo, fresh, strict=True):
-                stored[keys[i]] = v
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_name(cache.name + ".tmp.npz")
-                np.savez(tmp, keys=np.array(list(stored)), vectors=np.stack(list(stored.values())))
-                tmp.replace(cache)
-        _log(f"teacher embeddings: {len(todo)} computed, {len(texts) - len(todo)} from the cache")
-        return np.stack([stored[k] for k in keys])
-
-    return encode

@@ -73,26 +73,36 @@ class TrainConfig:
             raise ConfigError("epochs must be > 0 (or give max_steps)")
 
 
-def _dataset(lists: Sequence[TrainList], loss: Loss) -> Any:
-    from datasets import Dataset
-
+def _columns(lists: Sequence[TrainList], loss: Loss) -> dict[str, list[Any]]:
     if loss == "listnet":
-        return Dataset.from_dict(
-            {
-                "query": [t.query for t in lists],
-                "docs": [t.docs for t in lists],
-                "labels": [t.targets for t in lists],
-            }
-        )
-    queries: list[str] = []
-    docs: list[str] = []
-    labels: list[float] = []
+        return {
+            "query": [t.query for t in lists],
+            "docs": [t.docs for t in lists],
+            "labels": [t.targets for t in lists],
+        }
+    cols: dict[str, list[Any]] = {"query": [], "doc": [], "label": []}
     for t in lists:
         for d, rel in zip(t.docs, t.relevant, strict=True):
-            queries.append(t.query)
-            docs.append(d)
-            labels.append(1.0 if rel else 0.0)
-    return Dataset.from_dict({"query": queries, "doc": docs, "label": labels})
+            cols["query"].append(t.query)
+            cols["doc"].append(d)
+            cols["label"].append(1.0 if rel else 0.0)
+    return cols
+
+
+def _dataset(lists: Sequence[TrainList], loss: Loss) -> Any:
+    """One dataset per source family (``scifact``, ``trec-dl-2020-passage`` with its
+    pseudo-queries, ...): the trainer then draws each batch from one family, in
+    proportion to its size, so short passages are not padded to long abstracts."""
+    from datasets import Dataset, DatasetDict
+
+    families: dict[str, list[TrainList]] = {}
+    for t in lists:
+        families.setdefault(t.source.partition(":")[0], []).append(t)
+    if len(families) == 1:
+        return Dataset.from_dict(_columns(lists, loss))
+    return DatasetDict(
+        {name: Dataset.from_dict(_columns(part, loss)) for name, part in families.items()}
+    )
 
 
 def finetune(
@@ -141,7 +151,8 @@ def finetune(
         loss: Any = ListNetLoss(model, mini_batch_size=config.batch_size * len(lists[0].docs))
     else:
         loss = BinaryCrossEntropyLoss(model)
-    steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
+    parts = list(train_ds.values()) if isinstance(train_ds, dict) else [train_ds]
+    steps_per_epoch = sum(math.ceil(len(p) / config.batch_size) for p in parts)
     total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()

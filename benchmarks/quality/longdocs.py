@@ -1,0 +1,132 @@
+"""Long documents: truncation vs chunk-max vs chunk-mean on the same model.
+
+Each DL19 BM25 top-N candidate is buried in a document of unrelated MS MARCO passages
+from the same corpus, starting after 512–768 tokens of filler (see
+rerank_core.quality.longdocs), so a reranker that truncates to 512 tokens never sees it.
+Every configuration reranks the same documents with the same model in a cold pass
+(no score cache); cost is the (query, window) pairs the model scored and the wall time.
+
+    .venv/bin/python benchmarks/quality/longdocs.py --model models/crossrank-minilm-l6
+
+Writes benchmarks/results/quality/longdocs.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "shared"))
+
+from rerank_core import Reranker, WindowConfig  # noqa: E402
+from rerank_core.quality.data import Run, load_beir, read_trec_run  # noqa: E402
+from rerank_core.quality.longdocs import long_documents  # noqa: E402
+from rerank_core.quality.metrics import evaluate_run  # noqa: E402
+
+CONFIGS: list[tuple[str, str, WindowConfig]] = [
+    ("passages alone (reference: nothing buried)", "short", WindowConfig()),
+    ("truncation: first 512 tokens (max_windows=1)", "long", WindowConfig(max_windows=1)),
+    ("chunk-max (crossrank default)", "long", WindowConfig(aggregate="max")),
+    ("chunk-mean", "long", WindowConfig(aggregate="mean")),
+    ("chunk top-2 mean", "long", WindowConfig(aggregate="topk_mean", topk=2)),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--model", default=str(ROOT / "models" / "crossrank-minilm-l6"))
+    ap.add_argument("--depth", type=int, default=20, help="BM25 candidates per query")
+    ap.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
+    args = ap.parse_args()
+
+    from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+    backend = CrossEncoderBackend(args.model, precision=args.precision)
+    ds = load_beir(args.data / "trec-dl-2019-passage")
+    first = read_trec_run(ds.runs["bm25_top100"])
+    first = {q: first[q][: args.depth] for q in ds.queries}
+
+    def count(text: str) -> int:
+        return len(backend.tokenizer.token_spans([text])[0])
+
+    longs = long_documents(ds, first, args.depth, count_tokens=count, seed=19)
+    lengths = [count(d.text) for docs in longs.values() for d in docs.values()]
+    offsets = [d.tokens_before for docs in longs.values() for d in docs.values()]
+    print(
+        f"{len(lengths)} long documents: {statistics.mean(lengths):.0f} tokens on average "
+        f"(max {max(lengths)}); candidate starts after {min(offsets)}–{max(offsets)} tokens"
+    )
+    rows: list[dict[str, Any]] = []
+    for name, kind, window in CONFIGS:
+        rr = Reranker(backend, window=window, cache=None)
+        rr.score("warm up", ["a short text"])
+        rr.reset_stats()
+        run: Run = {}
+        seconds = []
+        windows = 0
+        for qid, docs in first.items():
+            ids = [d for d, _ in docs]
+            texts = [ds.body(d) if kind == "short" else longs[qid][d].text for d in ids]
+            t0 = time.perf_counter()
+            ranked = rr.rerank(ds.queries[qid], texts)
+            seconds.append(time.perf_counter() - t0)
+            windows += sum(r.n_windows for r in ranked)
+            run[qid] = [(ids[r.index], r.score) for r in ranked]
+        metrics = evaluate_run(ds.qrels, run, rel_level=2)
+        row = {
+            "scoring": name,
+            "documents": kind,
+            "window": {"max_windows": window.max_windows, "aggregate": window.aggregate},
+            "ndcg@10": metrics["ndcg@10"],
+            "mrr@10": metrics["mrr@10"],
+            "pairs_scored": rr.pairs_scored,
+            "windows_per_doc": windows / len(lengths),
+            "seconds": sum(seconds),
+            "ms_per_query": 1000 * statistics.mean(seconds),
+        }
+        rows.append(row)
+        print(
+            f"{name}: nDCG@10 {row['ndcg@10']:.4f}, {row['pairs_scored']} pairs, "
+            f"{row['seconds']:.0f}s"
+        )
+    first_metrics = evaluate_run(ds.qrels, first, rel_level=2)
+    result = {
+        "dataset": "trec-dl-2019-passage, BM25 run",
+        "depth": args.depth,
+        "model": args.model,
+        "precision": args.precision,
+        "max_length": backend.max_length,
+        "documents": len(lengths),
+        "mean_tokens": statistics.mean(lengths),
+        "max_tokens": max(lengths),
+        "candidate_offset_tokens": [min(offsets), max(offsets)],
+        "bm25_ndcg@10": first_metrics["ndcg@10"],
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "longdocs.json").write_text(json.dumps(result, indent=2) + "\n")
+    md = [
+        "| scoring | nDCG@10 | MRR@10 | pairs scored | windows/doc | time (s) | ms/query |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| BM25 order (first stage) | {first_metrics['ndcg@10']:.4f} | "
+        f"{first_metrics['mrr@10']:.4f} | — | — | — | — |",
+    ]
+    md += [
+        f"| {r['scoring']} | {r['ndcg@10']:.4f} | {r['mrr@10']:.4f} | {r['pairs_scored']} | "
+        f"{r['windows_per_doc']:.2f} | {r['seconds']:.0f} | {r['ms_per_query']:.0f} |"
+        for r in rows
+    ]
+    (args.out / "longdocs.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
