@@ -6,6 +6,7 @@ repeatable; raise ``CROSSRANK_HYPOTHESIS_EXAMPLES`` locally to search harder.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import os
@@ -318,7 +319,7 @@ def cache_factories(
             MemoryCache(), SQLiteCache(base / f"{uuid.uuid4().hex}.sqlite")
         ),
     }
-    if REDIS_SERVER is not None:
+    if REDIS_SERVER is not None and importlib.util.find_spec("redis") is not None:
         server = request.getfixturevalue("redis_server")
         factories["redis"] = lambda: RedisCache(server.url, namespace=uuid.uuid4().hex)
         factories["memory+redis"] = lambda: TieredCache(

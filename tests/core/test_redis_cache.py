@@ -346,6 +346,7 @@ def test_second_process_with_real_minilm_does_no_model_work(
 
 
 def test_bad_options_raise_config_error() -> None:
+    pytest.importorskip("redis")
     for kwargs in (
         {"ttl": 0},
         {"ttl": -5},
@@ -366,6 +367,7 @@ def test_bad_options_raise_config_error() -> None:
 
 
 def test_password_never_shown() -> None:
+    pytest.importorskip("redis")
     url = "redis://admin:s3cr3t-Pa55@127.0.0.1:1/0"
     cache = RedisCache(url)
     assert "s3cr3t-Pa55" not in repr(cache) and "***" in repr(cache)
