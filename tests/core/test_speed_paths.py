@@ -259,6 +259,40 @@ def test_export_is_cached_by_weight_digest(
     assert onnx_runtime.model_digest(ce.model) != digest_before
 
 
+def test_digest_ignores_where_the_model_was_loaded_from(minilm_path: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from rerank_core.backends.onnx_runtime import model_digest
+
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(minilm_path, copy)
+    a = st.CrossEncoder(str(minilm_path), device="cpu").model
+    b = st.CrossEncoder(str(copy), device="cpu").model
+    assert a.config._name_or_path != b.config._name_or_path
+    assert model_digest(a) == model_digest(b)
+
+
+def test_export_cache_keeps_the_most_recent_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rerank_core.backends import onnx_runtime
+
+    root = tmp_path / "onnx"
+    for i in range(12):
+        d = root / f"digest{i:02d}"
+        d.mkdir(parents=True)
+        (d / "model.int8.onnx").write_bytes(b"x")
+        os.utime(d, (1_000_000 + i, 1_000_000 + i))
+    monkeypatch.setenv("CROSSRANK_ONNX_CACHE_ENTRIES", "4")
+    onnx_runtime._prune(root, keep=root / "digest00")  # the one just used stays
+    assert sorted(p.name for p in root.iterdir()) == [
+        "digest00",
+        "digest09",
+        "digest10",
+        "digest11",
+    ]
+
+
 def test_caller_model_is_never_modified(minilm_path: Path, onnx_cache: Path) -> None:
     ce = st.CrossEncoder(str(minilm_path), device="cpu")
     before = {k: v.clone() for k, v in ce.model.state_dict().items()}

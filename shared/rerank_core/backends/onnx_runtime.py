@@ -58,6 +58,17 @@ logger = logging.getLogger("crossrank.onnx")
 RECIPE = "crossrank-onnx-v1:opset17:eager:dynamic-int8-per-channel-constB"
 OnnxPrecision = Literal["fp32", "int8"]
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_CONFIG_NOISE = frozenset(
+    {
+        "_name_or_path",
+        "transformers_version",
+        "_attn_implementation",
+        "_attn_implementation_internal",
+        "torch_dtype",
+        "dtype",
+        "_commit_hash",
+    }
+)
 _PROBE = [
     ("what causes scurvy", "Scurvy is caused by a lack of vitamin C."),
     ("tallest mountain", "Mount Everest is Earth's highest mountain above sea level, " * 6),
@@ -92,7 +103,9 @@ def model_digest(hf_model: Any, extra: Sequence[str] = ()) -> str:
         h.update(b"\0")
     config = getattr(hf_model, "config", None)
     if config is not None:
-        h.update(config.to_json_string(use_diff=False).encode())
+        # where the model was loaded from, and run-time choices, do not change the graph
+        d = {k: v for k, v in config.to_dict().items() if k not in _CONFIG_NOISE}
+        h.update(json.dumps(d, sort_keys=True, default=str).encode())
     for name, tensor in sorted(hf_model.state_dict().items()):
         t = tensor.detach().to("cpu").contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
@@ -227,6 +240,7 @@ def ensure_onnx_model(
     target = folder / f"model.{precision}.onnx"
     with _export_lock:
         if target.is_file():
+            _touch(folder)
             return target
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -243,6 +257,7 @@ def ensure_onnx_model(
                 "inputs": list(_INPUTS if with_token_types else _INPUTS[:2]),
             }
             (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+            _prune(folder.parent, keep=folder)
         except OnnxExportError:
             raise
         except Exception as exc:
@@ -251,6 +266,36 @@ def ensure_onnx_model(
                 f"{type(exc).__name__}: {exc}"
             ) from exc
     return target
+
+
+def _touch(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.utime(folder)
+
+
+def _max_entries() -> int:
+    env = os.environ.get("CROSSRANK_ONNX_CACHE_ENTRIES", "")
+    return int(env) if env.isdigit() and int(env) > 0 else 8
+
+
+def _prune(root: Path, keep: Path) -> None:
+    """Keep the most recently used exports (``$CROSSRANK_ONNX_CACHE_ENTRIES``, default 8):
+    each costs ~115 MB for a MiniLM, and a model with freshly initialized weights makes a
+    new one on every load."""
+    try:
+        folders = sorted(
+            (p for p in root.iterdir() if p.is_dir() and p != keep),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+    except OSError:
+        return
+    for old in folders[max(0, _max_entries() - 1) :]:
+        for f in old.iterdir():
+            with contextlib.suppress(OSError):
+                f.unlink()
+        with contextlib.suppress(OSError):
+            old.rmdir()
 
 
 def _check_export(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types: bool) -> None:

@@ -1,0 +1,118 @@
+"""Does the fast default rank as well as exact fp32 scoring? nDCG@10 on TREC DL 2019.
+
+Reranks the official BM25 top-100 of the 43 DL19 queries with one model in several
+precision modes and scores each run against the NIST qrels with ir-measures::
+
+    python benchmarks/fidelity.py --model models/crossrank-minilm-l6
+
+Prints and writes ``benchmarks/results/fidelity.md``: nDCG@10 per mode, its difference to
+exact (the target: within 0.002), the largest score difference, top-10 agreement and the
+time each mode took. Needs a *trained* cross-encoder: an untrained head ranks at random.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "trec-dl-2019-passage"
+
+
+def load(data: Path) -> tuple[dict[str, str], dict[str, list[str]], dict[str, str], list]:
+    import ir_measures
+
+    queries = {}
+    for line in (data / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        queries[row["_id"]] = row["text"]
+    run: dict[str, list[str]] = {}
+    for line in (data / "runs" / "bm25_top100.trec").read_text().splitlines():
+        qid, _, doc, *_ = line.split()
+        run.setdefault(qid, []).append(doc)
+    wanted = {d for docs in run.values() for d in docs}
+    corpus = {}
+    with (data / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row["_id"] in wanted:
+                corpus[row["_id"]] = f"{row.get('title') or ''} {row['text']}".strip()
+    qrels = []
+    for line in (data / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        qid, doc, rel = line.split("\t")
+        qrels.append(ir_measures.Qrel(qid, doc, int(rel)))
+    return queries, run, corpus, qrels
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="models/crossrank-minilm-l6")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--modes", default="exact,auto,bf16", help="precision modes to compare")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/fidelity.md"))
+    args = p.parse_args(argv)
+
+    import ir_measures
+    import numpy as np
+    from ir_measures import nDCG
+    from rerank_core import Reranker
+
+    queries, run, corpus, qrels = load(args.data)
+    qids = [q for q in run if q in queries]
+    bm25 = [ir_measures.ScoredDoc(q, d, -i) for q in qids for i, d in enumerate(run[q])]
+    results: dict[str, dict] = {
+        "BM25": {"ndcg": ir_measures.calc_aggregate([nDCG @ 10], qrels, bm25)[nDCG @ 10]}
+    }
+    scores: dict[str, list[np.ndarray]] = {}
+    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+        rr = Reranker("minilm", model=args.model, precision=mode, cache=None)
+        label = f"{mode} ({rr.backend.runtime} {rr.backend.precision})"
+        t0 = time.perf_counter()
+        per_query = [np.asarray(rr.score(queries[q], [corpus[d] for d in run[q]])) for q in qids]
+        took = time.perf_counter() - t0
+        scored = [
+            ir_measures.ScoredDoc(q, d, float(s))
+            for q, sc in zip(qids, per_query, strict=True)
+            for d, s in zip(run[q], sc, strict=True)
+        ]
+        ndcg = ir_measures.calc_aggregate([nDCG @ 10], qrels, scored)[nDCG @ 10]
+        results[label] = {"ndcg": ndcg, "seconds": took, "pairs": sum(len(run[q]) for q in qids)}
+        scores[label] = per_query
+        print(f"{label}: nDCG@10 {ndcg:.4f} in {took:.1f}s", flush=True)
+        rr.close()
+    labels = list(scores)
+    ref = labels[0]
+    lines = [
+        "# Fidelity of the fast modes: TREC DL 2019, BM25 top-100 reranked",
+        "",
+        f"- model: {args.model}; {len(qids)} queries; command: "
+        f"`python benchmarks/fidelity.py {' '.join(sys.argv[1:])}`",
+        f"- reference mode: {ref}",
+        "",
+        "| run | nDCG@10 | Δ vs reference | max abs Δ score | mean top-10 overlap | s |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| BM25 | {results['BM25']['ndcg']:.4f} | | | | |",
+    ]
+    for label in labels:
+        r = results[label]
+        pairs = list(zip(scores[label], scores[ref], strict=True))
+        diff = max(float(np.max(np.abs(a - b))) for a, b in pairs)
+        overlap = statistics.fmean(
+            len(set(np.argsort(-a)[:10]) & set(np.argsort(-b)[:10])) / 10 for a, b in pairs
+        )
+        lines.append(
+            f"| {label} | {r['ndcg']:.4f} | {r['ndcg'] - results[ref]['ndcg']:+.4f} | "
+            f"{diff:.2e} | {overlap:.3f} | {r['seconds']:.0f} |"
+        )
+    md = "\n".join(lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(md, encoding="utf-8")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
