@@ -73,7 +73,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, default=0.1, help="warm-up: a fraction or steps")
     p.add_argument("--max-length", type=int, default=256, help="tokens per pair while training")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
-    p.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="time budget: the learning rate decays to 0 over it and training stops when "
+        "it is spent (or after --max-steps / --epochs, whichever comes first)",
+    )
     p.add_argument("--device", help="cpu (default), auto, cuda:0, ...")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--dry-run", action="store_true", help="build the data only")

@@ -156,12 +156,18 @@ def finetune(
     total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
+    clock = {"start": t0}
     stopped_early = False
+    budget_s = config.max_minutes * 60 if config.max_minutes else None
 
     class _Budget(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            clock["start"] = time.perf_counter()
+            return control
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
             nonlocal stopped_early
-            if config.max_minutes and time.perf_counter() - t0 > config.max_minutes * 60:
+            if budget_s and time.perf_counter() - clock["start"] > budget_s:
                 stopped_early = True
                 control.should_training_stop = True
             return control
@@ -170,6 +176,24 @@ def finetune(
             if logs and "loss" in logs:
                 history.append({"step": state.global_step, "loss": float(logs["loss"])})
             return control
+
+    optimizers: tuple[Any, Any] = (None, None)
+    if budget_s:
+        # A time budget sets the schedule: warm up over the first ``warmup`` of the budget
+        # (a fraction, or seconds when >= 1), then decay linearly to 0 when time is up,
+        # so a run that is stopped by the clock has finished its schedule.
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, weight_decay=0.01
+        )
+        warm = config.warmup * budget_s if config.warmup < 1 else config.warmup
+
+        def by_time(_step: int) -> float:
+            used = time.perf_counter() - clock["start"]
+            if used < warm:
+                return max(0.02, used / warm)
+            return max(0.0, (budget_s - used) / max(1e-9, budget_s - warm))
+
+        optimizers = (optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, by_time))
 
     import tempfile
 
@@ -183,7 +207,7 @@ def finetune(
             lr_scheduler_type="linear",
             bf16=use_bf16,
             save_strategy="no",
-            logging_steps=max(1, min(50, total_steps // 20)),
+            logging_steps=max(1, min(25, total_steps // 20)),
             report_to="none",
             seed=config.seed,
             disable_tqdm=not progress,
@@ -191,7 +215,12 @@ def finetune(
             dataloader_num_workers=0,
         )
         trainer = CrossEncoderTrainer(
-            model=model, args=args, train_dataset=train_ds, loss=loss, callbacks=[_Budget()]
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            loss=loss,
+            callbacks=[_Budget()],
+            optimizers=optimizers,
         )
         trainer.train()
         steps_done = int(trainer.state.global_step)
@@ -212,6 +241,7 @@ def finetune(
             "steps": steps_done,
             "planned_steps": total_steps,
             "stopped_by_time_budget": stopped_early,
+            "schedule": "linear over the time budget" if budget_s else "linear over the steps",
             "seconds": seconds,
             "loss_history": history,
             "saved_max_length": model.max_seq_length,

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Reproduce the quality tables of the README: train the reranker, evaluate it on DL19,
+# SciFact test and the DBpedia subset, and run the long-document comparison.
+# On 2 shared CPU cores this takes a few hours in all; each step can be run on its own.
+#   DATA=../shared/data MODEL=models/crossrank-minilm-l6 bash benchmarks/quality/reproduce.sh [step...]
+# steps: teacher train dl19 scifact dbpedia longdocs (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DATA=${DATA:-../shared/data}
+MODEL=${MODEL:-models/crossrank-minilm-l6}
+OUT=${OUT:-benchmarks/results/quality}
+CACHE=${CACHE:-.crossrank-cache/teacher-minilm.npz}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT"
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(teacher train dl19 scifact dbpedia longdocs)
+
+for step in "${steps[@]}"; do
+  case "$step" in
+    teacher)  # choose the teacher mix on the training splits only
+      .venv/bin/python benchmarks/quality/teacher_check.py --data "$DATA" --cache "$CACHE" ;;
+    train)
+      .venv/bin/crossrank finetune \
+        --train "$DATA/scifact:train" --train "$DATA/trec-dl-2020-passage:test" \
+        --groups-per-query 2,8 --pseudo-queries 800 --pseudo-from trec-dl-2020-passage \
+        --teacher dense=0.7,bm25=0.3,label=0.2,temperature=0.05 \
+        --group-size 8 --depth 30 --batch-size 4 --lr 6e-5 --max-length 256 \
+        --max-steps 700 --max-minutes 40 --teacher-cache "$CACHE" --output "$MODEL" ;;
+    dl19)
+      .venv/bin/crossrank eval "$DATA/trec-dl-2019-passage" --model "$MODEL" \
+        --candidates 10,20,50,100 --json "$OUT/dl19.json" --markdown "$OUT/dl19.md" \
+        --plot "$OUT/dl19_knee.png" ;;
+    scifact)
+      .venv/bin/crossrank eval "$DATA/scifact" --bm25 --model "$MODEL" \
+        --candidates 20 --json "$OUT/scifact.json" --markdown "$OUT/scifact.md" ;;
+    dbpedia)
+      .venv/bin/crossrank eval "$DATA/dbpedia-entity-subset" --bm25 --model "$MODEL" \
+        --candidates 100 --json "$OUT/dbpedia.json" --markdown "$OUT/dbpedia.md" ;;
+    longdocs)
+      .venv/bin/python benchmarks/quality/longdocs.py --data "$DATA" --model "$MODEL" ;;
+    *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+done
