@@ -392,6 +392,7 @@ def time_warm_cache(model: str, jobs: list[Job], rounds: int) -> WarmResult:
 
 @dataclass(slots=True)
 class ConcurrencyResult:
+    label: str
     callers: int
     passages: int
     sequential_pairs_per_s: float
@@ -400,16 +401,30 @@ class ConcurrencyResult:
     threads_ratio: float
     asyncio_ratio: float
     identical: bool
+    max_abs_diff: float
     max_requests_per_generation: int
     errors: list[str]
 
 
-def time_concurrency(model: str, callers: list[Job], rounds: int) -> ConcurrencyResult:
+def _max_diff(a: list[Any], b: list[Any]) -> float:
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        if x is None or y is None:
+            return math.inf
+        sx = {r.index: r.score for r in x}
+        sy = {r.index: r.score for r in y}
+        worst = max([worst, *(abs(sx[i] - sy[i]) for i in sx)])
+    return worst
+
+
+def time_concurrency(
+    model: str, callers: list[Job], rounds: int, label: str, **options: Any
+) -> ConcurrencyResult:
     """``len(callers)`` callers at once (threads; asyncio tasks) vs the same calls in a row."""
     from ..backends.cross_encoder import CrossEncoderBackend
     from ..engine import Reranker
 
-    backend = CrossEncoderBackend(model)
+    backend = CrossEncoderBackend(model, **options)
     rr = Reranker(backend, cache=None)
     rr.rerank(*callers[0])  # warm-up
     pairs = sum(len(ts) for _, ts in callers)
@@ -417,6 +432,7 @@ def time_concurrency(model: str, callers: list[Job], rounds: int) -> Concurrency
     thr_t: list[float] = []
     aio_t: list[float] = []
     identical = True
+    diff = 0.0
     errors: list[str] = []
     for _ in range(rounds):
         t0 = time.perf_counter()
@@ -442,6 +458,7 @@ def time_concurrency(model: str, callers: list[Job], rounds: int) -> Concurrency
             th.join()
         thr_t.append(time.perf_counter() - t0)
         identical &= got == solo
+        diff = max(diff, _max_diff(got, solo))
 
         async def many() -> list[Any]:
             return list(await asyncio.gather(*(rr.arerank(q, ts) for q, ts in callers)))
@@ -450,11 +467,13 @@ def time_concurrency(model: str, callers: list[Job], rounds: int) -> Concurrency
         agot = asyncio.run(many())
         aio_t.append(time.perf_counter() - t0)
         identical &= agot == solo
+        diff = max(diff, _max_diff(agot, solo))
     stats = rr._batcher.stats if rr._batcher is not None else None
     seq = pairs / statistics.median(seq_t)
     thr = pairs / statistics.median(thr_t)
     aio = pairs / statistics.median(aio_t)
     return ConcurrencyResult(
+        label=label,
         callers=len(callers),
         passages=len(callers[0][1]),
         sequential_pairs_per_s=seq,
@@ -463,6 +482,7 @@ def time_concurrency(model: str, callers: list[Job], rounds: int) -> Concurrency
         threads_ratio=thr / seq,
         asyncio_ratio=aio / seq,
         identical=identical and not errors,
+        max_abs_diff=diff,
         max_requests_per_generation=stats.max_requests_per_generation if stats else 0,
         errors=errors[:5],
     )
@@ -662,29 +682,30 @@ def render_markdown(report: dict[str, Any]) -> str:
             "faster (medians).",
             "",
         ]
-    c = report.get("concurrency")
-    if c:
+    conc = report.get("concurrency") or []
+    if conc:
+        c0 = conc[0]
         lines += [
-            f"Concurrency: {c['callers']} callers, each reranking {c['passages']} passages "
-            "(default configuration, cache off).",
+            f"Concurrency: {c0['callers']} callers, each reranking {c0['passages']} passages, "
+            "cache off; all at once go through the micro-batcher. Peak RSS (default "
+            f"configuration): {_fmt(report['memory'].get('concurrency', math.nan), 0)} MB.",
             "",
-            "| run | pairs/s | × one after another |",
-            "|---|---:|---:|",
-            f"| one after another | {_fmt(c['sequential_pairs_per_s'])} | 1.00× |",
-            f"| {c['callers']} threads at once | {_fmt(c['threads_pairs_per_s'])} | "
-            f"{c['threads_ratio']:.2f}× |",
-            f"| {c['callers']} asyncio tasks at once | {_fmt(c['asyncio_pairs_per_s'])} | "
-            f"{c['asyncio_ratio']:.2f}× |",
-            "",
-            "Per-caller results identical to the solo calls: "
-            f"**{'yes' if c['identical'] else 'NO'}**; "
-            "most callers served by one micro-batcher generation: "
-            f"{c['max_requests_per_generation']}; peak RSS "
-            f"{_fmt(report['memory'].get('concurrency', math.nan), 0)} MB.",
-            "",
+            "| configuration | one after another pairs/s | threads pairs/s (×) "
+            "| asyncio pairs/s (×) | results identical to solo calls | max abs Δ "
+            "| callers per shared generation |",
+            "|---|---:|---:|---:|---|---:|---:|",
         ]
-        if c["errors"]:
-            lines += ["Errors: " + "; ".join(c["errors"]), ""]
+        for c in conc:
+            lines.append(
+                f"| {c['label']} | {_fmt(c['sequential_pairs_per_s'])} | "
+                f"{_fmt(c['threads_pairs_per_s'])} ({c['threads_ratio']:.2f}×) | "
+                f"{_fmt(c['asyncio_pairs_per_s'])} ({c['asyncio_ratio']:.2f}×) | "
+                f"{'yes' if c['identical'] else 'no'} | {c['max_abs_diff']:.1e} | "
+                f"{c['max_requests_per_generation']} |"
+            )
+            if c["errors"]:
+                lines.append(f"| errors: {'; '.join(c['errors'])} ||||||")
+        lines.append("")
     longs = report.get("long_docs")
     if longs:
         lines += [
@@ -713,7 +734,8 @@ def draw_chart(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = report["rows"]
-    panels = 1 + bool(report.get("concurrency")) + bool(report.get("long_docs"))
+    conc = report.get("concurrency") or []
+    panels = 1 + bool(conc) + bool(report.get("long_docs"))
     fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 4.2))
     axes = list(axes) if panels > 1 else [axes]
     ax = axes[0]
@@ -727,15 +749,18 @@ def draw_chart(report: dict[str, Any], path: Path) -> None:
     ax.set_title(f"Throughput, {report['mean_tokens']:.0f}-token pairs")
     ax.set_xlim(0, max(vals) * 1.25)
     i = 1
-    c = report.get("concurrency")
-    if c:
+    if conc:
         ax = axes[i]
         i += 1
-        labels = ["one after\nanother", f"{c['callers']} threads", f"{c['callers']} asyncio"]
-        v = [c["sequential_pairs_per_s"], c["threads_pairs_per_s"], c["asyncio_pairs_per_s"]]
-        ax.bar(labels, v, color=["#999999", "#1f77b4", "#1f77b4"])
+        width = 0.8 / len(conc)
+        kinds = ["one after\nanother", "threads", "asyncio"]
+        for k, c in enumerate(conc):
+            v = [c["sequential_pairs_per_s"], c["threads_pairs_per_s"], c["asyncio_pairs_per_s"]]
+            ax.bar([x + k * width for x in range(3)], v, width, label=c["label"])
+        ax.set_xticks([x + width * (len(conc) - 1) / 2 for x in range(3)], kinds)
         ax.set_ylabel("pairs/s")
-        ax.set_title(f"{c['callers']} callers × {c['passages']} passages")
+        ax.legend(fontsize=7)
+        ax.set_title(f"{conc[0]['callers']} callers × {conc[0]['passages']} passages")
     longs = report.get("long_docs")
     if longs:
         ax = axes[i]
@@ -836,7 +861,19 @@ def run(args: argparse.Namespace) -> int:
         report["warm"] = asdict(time_warm_cache(model, inputs.jobs, args.rounds))
     if args.callers > 0:
         print("concurrency ...", flush=True)
-        report["concurrency"] = asdict(time_concurrency(model, inputs.callers, args.rounds))
+        report["concurrency"] = [
+            asdict(time_concurrency(model, inputs.callers, args.rounds, "crossrank default")),
+            asdict(
+                time_concurrency(
+                    model,
+                    inputs.callers,
+                    args.rounds,
+                    "crossrank torch fp32 (padded batches)",
+                    precision="fp32",
+                    runtime="torch",
+                )
+            ),
+        ]
     if sizes:
         print("long documents ...", flush=True)
         report["long_docs"] = [
