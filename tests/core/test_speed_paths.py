@@ -319,8 +319,11 @@ def test_failed_export_falls_back_unless_onnx_was_asked_for(
         b = CrossEncoderBackend(str(minilm_path), onnx_cache_dir=tmp_path)
     assert b.runtime == "torch" and "simulated exporter failure" in caplog.text
     assert len(b.score_pairs([(QUERY, TEXTS[0])])) == 1
-    with pytest.raises(onnx_runtime.OnnxExportError, match="simulated"):
-        CrossEncoderBackend(str(minilm_path), runtime="onnx", onnx_cache_dir=tmp_path)
+    exact = CrossEncoderBackend(str(minilm_path), precision="exact", onnx_cache_dir=tmp_path)
+    assert (exact.runtime, exact.precision) == ("torch", "fp32")
+    for asked in ({"runtime": "onnx"}, {"precision": "int8"}):
+        with pytest.raises(onnx_runtime.OnnxExportError, match="simulated"):
+            CrossEncoderBackend(str(minilm_path), onnx_cache_dir=tmp_path, **asked)
 
 
 def test_without_onnxruntime(minilm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

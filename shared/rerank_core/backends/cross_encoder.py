@@ -128,7 +128,7 @@ class CrossEncoderBackend:
         self._num_threads_given = num_threads is not None
         self._onnx: Any = None
         if plan.runtime == "onnx":
-            plan = self._start_onnx(ce, plan, runtime, onnx_cache_dir)
+            plan = self._start_onnx(ce, plan, precision, runtime, onnx_cache_dir)
         if plan.runtime == "torch" and plan.precision != "fp32":
             if not owned:
                 ce = copy.deepcopy(ce)
@@ -160,13 +160,20 @@ class CrossEncoderBackend:
     # ------------------------------------------------------------------ set-up
 
     def _start_onnx(
-        self, ce: Any, plan: SpeedPlan, runtime: str, cache_dir: str | os.PathLike[str] | None
+        self,
+        ce: Any,
+        plan: SpeedPlan,
+        precision: str,
+        runtime: str,
+        cache_dir: str | os.PathLike[str] | None,
     ) -> SpeedPlan:
-        """Export (or reuse) the ONNX model; on failure fall back to torch unless asked for."""
+        """Export (or reuse) the ONNX model. If that fails, fall back to torch, unless ONNX
+        Runtime or int8 was asked for by name."""
         from .onnx_runtime import OnnxExportError, OnnxScorer, ensure_onnx_model
 
+        insist = runtime == "onnx" or precision == "int8"
         if not onnxruntime_available():
-            if runtime == "onnx" or plan.precision == "int8":
+            if insist:
                 raise missing("onnxruntime", "fast", ImportError("no module named 'onnxruntime'"))
             return self._fallback(plan, "onnxruntime is not installed")
         try:
@@ -187,7 +194,7 @@ class CrossEncoderBackend:
                 threads=self._threads,
             )
         except OnnxExportError as exc:
-            if runtime == "onnx":
+            if insist:
                 raise
             return self._fallback(plan, str(exc))
         return plan
