@@ -44,10 +44,16 @@ def main() -> None:
     ap.add_argument("--model", default=str(ROOT / "models" / "crossrank-minilm-l6"))
     ap.add_argument("--depth", type=int, default=20, help="BM25 candidates per query")
     ap.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
+    ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
     args = ap.parse_args()
 
     from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     backend = CrossEncoderBackend(args.model, precision=args.precision)
     ds = load_beir(args.data / "trec-dl-2019-passage")

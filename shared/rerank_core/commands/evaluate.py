@@ -23,6 +23,16 @@ from ..errors import CrossrankError, ModelLoadError
 __all__ = ["add_arguments", "run"]
 
 
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
 def _candidates(value: str) -> list[int]:
     try:
         ns = sorted({int(v) for v in value.split(",") if v.strip()})
@@ -73,6 +83,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="draw nDCG@10 and latency vs N")
     p.add_argument("--markdown", type=Path, metavar="OUT.md", help="write the markdown table")
     p.add_argument("--save-runs", type=Path, metavar="DIR", help="write each run as TREC files")
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        help="torch CPU threads (on a CPU shared with other jobs, 1 is often much faster: "
+        "no OpenMP spin-waiting)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -179,6 +195,8 @@ def _rerank(
     if args.precision:
         options["precision"] = args.precision
     window = WindowConfig(max_windows=args.max_windows, aggregate=args.aggregate)
+    if args.threads:
+        _set_threads(args.threads)
     t0 = time.perf_counter()
     try:
         reranker = Reranker(
@@ -219,3 +237,11 @@ def _rerank(
         "torch_threads": threads,
         "rerank": results,
     }
+
+
+def _set_threads(n: int) -> None:
+    try:
+        import torch
+    except ImportError:  # an API backend: nothing to set
+        return
+    torch.set_num_threads(n)

@@ -22,6 +22,16 @@ from ..errors import CrossrankError
 __all__ = ["add_arguments", "run"]
 
 
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--train",
@@ -82,6 +92,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu (default), auto, cuda:0, ...")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--dry-run", action="store_true", help="build the data only")
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        help="torch CPU threads (on a CPU shared with other jobs, 1 is often much faster: "
+        "no OpenMP spin-waiting)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -113,6 +129,10 @@ def _run(args: argparse.Namespace) -> int:
     from ..quality.training import TeacherMix, build_lists, load_sources, score_lists
 
     mix = TeacherMix.parse(args.teacher)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         groups = [int(g) for g in str(args.groups_per_query).split(",")]
     except ValueError:
