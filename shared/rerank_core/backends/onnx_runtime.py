@@ -3,12 +3,13 @@
 * **Export** with ``torch.onnx.export`` (the TorchScript exporter, which needs no extra
   package) from the model's fp32 weights with eager attention, dynamic batch and
   sequence axes. The exported graph is checked against torch on probe pairs before use.
-* **int8** with ONNX Runtime's ``quantize_dynamic``: int8 weights per output channel,
-  activations quantized at run time (``MatMulConstBOnly``: the attention products
-  stay fp32). The graph is not fused first: on the CPUs measured, ONNX Runtime runs
-  the plain export's int8 graph faster than the fused one (whose fused attention
-  keeps its projections in fp32), and per-channel scales halve the error of
-  per-tensor ones at the same speed.
+* **int8** with ONNX Runtime's ``quantize_dynamic``: the linear layers' weights in int8
+  per output channel, their inputs quantized at run time (``MatMulConstBOnly``: the
+  attention products stay fp32). The embedding tables stay fp32: int8 tables only save
+  memory and add error at the very input. The graph is not fused first: on the CPU
+  measured, ONNX Runtime runs the plain export's int8 graph faster than the fused one
+  (whose fused attention keeps its projections in fp32), and per-channel scales halve
+  the error of per-tensor ones at the same speed.
 * **Cache**: ``<cache>/onnx/<digest>/model.<precision>.onnx``, where the digest covers
   the weights, the config, the export recipe and the torch / onnxruntime versions;
   ``<cache>`` is ``$CROSSRANK_CACHE_DIR`` or ``~/.cache/crossrank``. Files are
@@ -55,7 +56,7 @@ __all__ = [
 logger = logging.getLogger("crossrank.onnx")
 
 # Bump when the export or quantization steps change: old cached files are then ignored.
-RECIPE = "crossrank-onnx-v1:opset17:eager:dynamic-int8-per-channel-constB"
+RECIPE = "crossrank-onnx-v2:opset17:eager:dynamic-int8-matmul-per-channel-constB"
 OnnxPrecision = Literal["fp32", "int8"]
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _CONFIG_NOISE = frozenset(
@@ -206,6 +207,7 @@ def _quantize_int8(src: Path, path: Path) -> None:
                 tmp,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
+                op_types_to_quantize=["MatMul"],
                 extra_options={
                     "MatMulConstBOnly": True,
                     "DefaultTensorType": onnx.TensorProto.FLOAT,
