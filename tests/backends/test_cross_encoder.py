@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from rerank_core import Reranker, WindowConfig
 
 torch = pytest.importorskip("torch")

@@ -5,7 +5,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 from helpers import KeywordBackend
 from rerank_core import CacheWarning, MemoryCache, Reranker, SQLiteCache, TieredCache
 from rerank_core.cache import GuardedCache, cache_key

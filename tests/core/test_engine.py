@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-
 from helpers import KeywordBackend
 from rerank_core import (
     BackendError,

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-import pytest
+import itertools
 
+import pytest
 from helpers import WordTokenizer
 from rerank_core.windows import aggregate, make_windows, window_budget
 
@@ -31,7 +32,7 @@ def test_windows_overlap_cover_everything_and_respect_budget() -> None:
     windows, truncated = make_windows(sp, len(text), budget=10, overlap=3)
     assert not truncated
     assert windows[0].start == 0 and windows[-1].end == len(text)
-    for a, b in zip(windows, windows[1:], strict=False):
+    for a, b in itertools.pairwise(windows):
         assert b.start <= a.end  # contiguous coverage
         shared = [s for s in sp if s[0] >= b.start and s[1] <= a.end]
         assert len(shared) == 3  # exactly `overlap` tokens shared (word tokens: no snapping)
