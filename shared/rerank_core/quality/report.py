@@ -61,6 +61,12 @@ def plot_knee(result: Mapping[str, Any], path: str | Path, *, metric: str = "ndc
     ax.plot(ns, quality, "o-", color="tab:blue", label=f"{_label(metric)} after reranking")
     base = result["first_stage"]["metrics"][metric]
     ax.axhline(base, color="tab:blue", ls=":", lw=1, label=f"{result['first_stage']['name']} alone")
+    lo, hi = min(base, *quality), max(base, *quality)
+    pad = max(0.01, 0.08 * (hi - lo))
+    ax.set_ylim(lo - pad, hi + pad)
+    for n, q in zip(ns, quality, strict=True):
+        ax.annotate(f"{q:.3f}", (n, q), textcoords="offset points", xytext=(0, 6), ha="center",
+                    fontsize=7, color="tab:blue")  # fmt: skip
     ax.set_xlabel("candidates reranked (N)")
     ax.set_ylabel(_label(metric), color="tab:blue")
     ax.set_xscale("log")
@@ -75,7 +81,10 @@ def plot_knee(result: Mapping[str, Any], path: str | Path, *, metric: str = "ndc
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right", fontsize=8)
     model = Path(str(result.get("model", {}).get("model") or "")).name or "model"
-    ax.set_title(f"{result['dataset']}: {model}, {result.get('device', 'cpu')}", fontsize=9)
+    where = str(result.get("device", "cpu"))
+    if result.get("torch_threads"):
+        where += f", {result['torch_threads']} thread(s)"
+    ax.set_title(f"{result['dataset']}: {model}, {where}", fontsize=9)
     fig.tight_layout()
     fig.savefig(str(path))
     plt.close(fig)
