@@ -236,8 +236,10 @@ def test_threads_through_the_engine(xlmr: FlagRerankerBackend) -> None:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    # the micro-batcher may pad a window into a different batch shape than the solo call:
+    # equal within the 1e-5 the backend promises, not bit-identical
     for q in QUERIES:
-        assert out[q] == pytest.approx(solo[q], abs=1e-6)
+        assert out[q] == pytest.approx(solo[q], abs=1e-5)
 
 
 def test_fp16_on_cpu_is_refused_quietly_and_leaves_no_trace(
