@@ -124,3 +124,17 @@ def test_default_hub_model_offline_says_so() -> None:
 
     with pytest.raises(ModelLoadError, match="cross-encoder/ms-marco-MiniLM-L-6-v2"):
         Reranker("minilm")
+
+
+def test_fingerprint_tells_random_heads_apart(
+    minilm_bi_encoder_path: Path, minilm_path: Path
+) -> None:
+    """A checkpoint without a trained head gets a new random head per load: no shared cache."""
+    from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+    a = CrossEncoderBackend(str(minilm_bi_encoder_path), precision="fp32")
+    b = CrossEncoderBackend(str(minilm_bi_encoder_path), precision="fp32")
+    assert a.fingerprint != b.fingerprint
+    c = CrossEncoderBackend(str(minilm_path), precision="fp32")
+    d = CrossEncoderBackend(str(minilm_path), precision="fp32")
+    assert c.fingerprint == d.fingerprint

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import logging
 import os
 import threading
@@ -149,6 +150,7 @@ class CrossEncoderBackend:
             model=model_id,
             revision=revision,
             weights=weights_digest(local_dir),
+            head=_head_digest(ce),
             max_length=self._max_length,
             precision=plan.precision,
             runtime=plan.runtime,
@@ -319,3 +321,17 @@ class _SpanMemo:
                     _, old = self._memo.popitem(last=False)
                     self._held -= len(old) + 1
         return [x if x is not None else [] for x in out]
+
+
+def _head_digest(ce: Any) -> str:
+    """Digest of the score head's weights as loaded.
+
+    A checkpoint without a trained head (e.g. a bi-encoder loaded as a cross-encoder) gets
+    a fresh random head on every load; the file digest alone would let two such loads share
+    cache entries although they score differently.
+    """
+    h = hashlib.sha256()
+    for name, param in list(ce.named_parameters())[-2:]:
+        h.update(name.encode())
+        h.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
