@@ -308,10 +308,8 @@ class Reranker:
         job_list = self._check_jobs(jobs, top_n, min_score)
         plan = await asyncio.to_thread(self._prepare, job_list)
         try:
-            if callable(getattr(self.backend, "ascore_pairs", None)):
+            if self._batcher is not None or callable(getattr(self.backend, "ascore_pairs", None)):
                 scores = await self._ascore_plan(plan)
-            elif self._batcher is not None:
-                scores = await self._ascore_plan_batched(plan)
             else:
                 scores = await asyncio.to_thread(self._score_plan, plan)
         except CrossrankError as exc:
@@ -441,6 +439,8 @@ class Reranker:
         return _merge(found, missing, fresh)
 
     async def _ascore_plan(self, plan: _Plan) -> list[float]:
+        """Like :meth:`_score_plan` without blocking the loop: cache I/O in a worker thread,
+        scoring awaited (the micro-batcher, or an async backend's ``ascore_pairs``)."""
         if self.cache is not None and plan.pairs:
             found, keys = await asyncio.to_thread(self._lookup, plan)
         else:
@@ -448,6 +448,17 @@ class Reranker:
         missing = [i for i, v in enumerate(found) if v is None]
         pairs = [plan.pairs[i] for i in missing]
         lengths = [plan.lengths[i] for i in missing]
+        if self._batcher is None or callable(getattr(self.backend, "ascore_pairs", None)):
+            fresh = await self._ascore_pairs(pairs, lengths)
+        else:
+            fresh = await self._batcher.ascore(pairs, lengths)
+        self._count(found, len(missing))
+        if missing:
+            await asyncio.to_thread(self._store, keys, missing, fresh)
+        return _merge(found, missing, fresh)
+
+    async def _ascore_pairs(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
+        """Score pairs through an async backend in length-sorted batches; input order."""
         fresh: list[float] = [math.nan] * len(pairs)
         ascore = self.backend.ascore_pairs  # type: ignore[attr-defined]
         for batch in plan_batches(
@@ -461,26 +472,7 @@ class Reranker:
                 raise BackendError(f"backend failed: {type(exc).__name__}: {exc}") from exc
             for i, s in zip(batch, _checked(got, len(batch)), strict=True):
                 fresh[i] = s
-        self._count(found, len(missing))
-        if missing:
-            await asyncio.to_thread(self._store, keys, missing, fresh)
-        return _merge(found, missing, fresh)
-
-    async def _ascore_plan_batched(self, plan: _Plan) -> list[float]:
-        """Like :meth:`_score_plan`, awaiting the micro-batcher instead of blocking a thread."""
-        assert self._batcher is not None
-        if self.cache is not None and plan.pairs:
-            found, keys = await asyncio.to_thread(self._lookup, plan)
-        else:
-            found, keys = [None] * len(plan.pairs), []
-        missing = [i for i, v in enumerate(found) if v is None]
-        fresh = await self._batcher.ascore(
-            [plan.pairs[i] for i in missing], [plan.lengths[i] for i in missing]
-        )
-        self._count(found, len(missing))
-        if missing:
-            await asyncio.to_thread(self._store, keys, missing, fresh)
-        return _merge(found, missing, fresh)
+        return fresh
 
     def _score_pairs(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
         """Score pairs in length-sorted batches; results in input order."""
