@@ -39,6 +39,7 @@ from ..errors import (
     RateLimitError,
 )
 from ..types import Pair, ScoreScale, Tokenizer
+from ._base import BackendBase
 from ._hf import HFTokenizer, fingerprint_of, missing
 from ._words import WordTokenizer
 
@@ -102,7 +103,7 @@ def _positive(name: str, value: object, *, minimum: float = 0.0, integer: bool =
         raise ConfigError(f"{name} must be {what} >= {minimum:g}, got {value!r}")
 
 
-class CohereBackend:
+class CohereBackend(BackendBase[Tokenizer]):
     """Scores pairs with the Cohere Rerank API or a Cohere-compatible ``/v2/rerank`` server.
 
     ``model``: default ``rerank-v3.5``. ``api_key``: the key, else ``CO_API_KEY``, else
@@ -213,18 +214,6 @@ class CohereBackend:
         )
 
     # ------------------------------------------------------------------ protocol
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self._tokenizer
 
     def score_pairs(self, pairs: Sequence[Pair]) -> list[float]:
         out = [math.nan] * len(pairs)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ..errors import BackendError, ConfigError
 from ..types import Pair, ScoreScale
+from ._base import BackendBase
 from ._cpu import SpeedPlan, cpu_info, default_threads, onnxruntime_available, plan_speed
 from ._hf import HFTokenizer, fingerprint_of, load_error, missing, resolve_device, weights_digest
 
@@ -29,7 +30,7 @@ _PRECISIONS = ("auto", "exact", "fp32", "bf16", "fp16", "int8")
 _RUNTIMES = ("auto", "torch", "onnx")
 
 
-class CrossEncoderBackend:
+class CrossEncoderBackend(BackendBase["_SpanMemo"]):
     """Scores pairs with a sentence-transformers ``CrossEncoder``.
 
     ``model``: hub id or local directory, or a ready ``CrossEncoder`` instance (never
@@ -209,18 +210,6 @@ class CrossEncoderBackend:
         return SpeedPlan("torch", prec, f"fallback: {why}")
 
     # ------------------------------------------------------------------ Backend protocol
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def tokenizer(self) -> _SpanMemo:
-        return self._tokenizer
 
     @property
     def num_threads(self) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import BackendError, ConfigError, ModelLoadError
 from ..types import Pair, ScoreScale
+from ._base import BackendBase
 from ._hf import HFTokenizer, fingerprint_of, load_error, missing, resolve_device, weights_digest
 
 __all__ = ["DEFAULT_MODEL", "FlagRerankerBackend"]
@@ -34,7 +35,7 @@ _ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl")
 logger = logging.getLogger("crossrank")
 
 
-class FlagRerankerBackend:
+class FlagRerankerBackend(BackendBase[HFTokenizer]):
     """Scores pairs with a BGE reranker (any encoder-only ``FlagReranker`` model).
 
     ``model``: hub id (default ``BAAI/bge-reranker-base``), local directory, or a
@@ -182,18 +183,6 @@ class FlagRerankerBackend:
             precision=self.precision,
             activation="identity",
         )
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def tokenizer(self) -> HFTokenizer:
-        return self._tokenizer
 
     def score_pairs(self, pairs: Sequence[Pair]) -> list[float]:
         if not pairs:
