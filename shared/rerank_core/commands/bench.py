@@ -93,6 +93,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="long-document sizes in tokens, comma-separated ('' to skip)",
     )
     p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SYSTEMS)}")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for every configuration (torch.set_num_threads for the peers, "
+        "num_threads for crossrank); default: each library's own default",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child runs")
     p.add_argument("--no-chart", action="store_true", help="do not draw speed.png")
     p.add_argument(
@@ -619,6 +626,8 @@ def measure_memory(args: argparse.Namespace, names: list[str]) -> dict[str, floa
         cmd += ["--callers", str(args.callers), "--caller-passages", str(args.caller_passages)]
         if args.model:
             cmd += ["--model", args.model]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         if args.data:
             cmd += ["--data", str(args.data)]
         try:
@@ -671,6 +680,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- inputs: {report['inputs']}; mean {report['mean_tokens']:.0f} tokens per "
         f"(query, passage) pair",
         f"- crossrank default resolves to: {report['default_plan']}",
+        "- threads: "
+        + (
+            f"{report['threads']} for every configuration (--threads)"
+            if report.get("threads")
+            else "each library's default (torch: one per core; crossrank: the usable cores)"
+        ),
         f"- command: `{report['command']}`",
         "",
         "| configuration | pairs/s | p50 ms/query | p95 ms/query | × predict | peak RSS MB "
@@ -801,8 +816,20 @@ def _load() -> str:
         return "n/a"
 
 
+def _apply_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise SystemExit("crossrank bench: --threads must be >= 1")
+    os.environ["CROSSRANK_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _apply_threads(args.threads)
     if args.memory_probe:
         return memory_probe(args)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SYSTEMS)
@@ -866,6 +893,7 @@ def run(args: argparse.Namespace) -> int:
         if sys.argv[1:2] == ["bench"]
         else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "load_before": load_before,
+        "threads": args.threads,
     }
     if "crossrank-warm" in names or "crossrank-default" in names:
         print("warm cache ...", flush=True)
