@@ -798,7 +798,8 @@ def draw_chart(report: dict[str, Any], path: Path) -> None:
         ax.set_title("Long documents (linear = slope 1)")
     fig.suptitle(
         f"crossrank speed — {report['machine']['cpu']}, {report['machine']['cores']} "
-        f"cores, {report['machine']['date']}",
+        f"cores, {report['machine']['date']}"
+        + (f", {report['threads']} thread(s) per configuration" if report.get("threads") else ""),
         fontsize=10,
     )
     fig.tight_layout()
