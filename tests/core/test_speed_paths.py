@@ -418,6 +418,27 @@ def test_many_threads_and_tasks_on_the_real_model(fast: CrossEncoderBackend) -> 
     assert rr._batcher is not None and rr._batcher.stats.max_requests_per_generation > 1
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_worker_process_can_score(fast: CrossEncoderBackend) -> None:
+    """Servers fork after loading (gunicorn --preload): the child must not wait on the
+    parent's threads."""
+    import multiprocessing
+
+    rr = Reranker(fast, cache=None)
+    expected = rr.score(QUERY, TEXTS)  # parent's worker threads exist now
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child() -> None:
+        queue.put(rr.score(QUERY, TEXTS))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    got = queue.get(timeout=120)
+    proc.join(30)
+    assert got == expected and proc.exitcode == 0
+
+
 @pytest.mark.data
 def test_bench_command_writes_table_and_chart(
     minilm_path: Path, tmp_path: Path, shared_data: Path

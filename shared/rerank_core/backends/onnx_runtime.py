@@ -375,6 +375,7 @@ class OnnxScorer:
         self._tok = tok
         self._label = label_column
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
         self._pool_lock = threading.Lock()
 
     def _run_one(self, ids: list[int], type_ids: list[int]) -> float:
@@ -388,10 +389,12 @@ class OnnxScorer:
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
-            if self._pool is None:
+            # a forked child inherits the pool object but none of its threads: start anew
+            if self._pool is None or self._pool_pid != os.getpid():
                 self._pool = ThreadPoolExecutor(
                     max_workers=self.threads - 1, thread_name_prefix="crossrank-onnx"
                 )
+                self._pool_pid = os.getpid()
             return self._pool
 
     def score(self, pairs: Sequence[Pair]) -> list[float]:
@@ -434,6 +437,6 @@ class OnnxScorer:
 
     def close(self) -> None:
         with self._pool_lock:
-            if self._pool is not None:
+            if self._pool is not None and self._pool_pid == os.getpid():
                 self._pool.shutdown(wait=False)
-                self._pool = None
+            self._pool = None
