@@ -326,3 +326,23 @@ def test_engine_passthrough_and_raise_still_apply(keyword_backend: KeywordBacken
         Reranker(keyword_backend, cache=None).rerank("q", ["a", "b"])
     out = Reranker(keyword_backend, cache=None, on_error="passthrough").rerank("q", ["a", "b"])
     assert [r.index for r in out] == [0, 1] and not any(r.scored for r in out)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_micro_batcher_works_in_a_forked_child(keyword_backend: KeywordBackend) -> None:
+    import multiprocessing
+
+    rr = Reranker(keyword_backend, cache=None)
+    expected = rr.score("cat dog", ["a cat", "a dog and a cat", "nothing"])
+    assert rr._batcher is not None and rr._batcher._worker is not None  # alive in the parent
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child() -> None:
+        queue.put(rr.score("cat dog", ["a cat", "a dog and a cat", "nothing"]))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    assert queue.get(timeout=30) == expected
+    proc.join(10)
+    assert proc.exitcode == 0
