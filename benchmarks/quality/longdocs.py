@@ -29,12 +29,14 @@ from rerank_core.quality.data import Run, load_beir, read_trec_run  # noqa: E402
 from rerank_core.quality.longdocs import long_documents  # noqa: E402
 from rerank_core.quality.metrics import evaluate_run  # noqa: E402
 
-CONFIGS: list[tuple[str, str, WindowConfig]] = [
-    ("passages alone (reference: nothing buried)", "short", WindowConfig()),
-    ("truncation: first 512 tokens (max_windows=1)", "long", WindowConfig(max_windows=1)),
-    ("chunk-max (crossrank default)", "long", WindowConfig(aggregate="max")),
-    ("chunk-mean", "long", WindowConfig(aggregate="mean")),
-    ("chunk top-2 mean", "long", WindowConfig(aggregate="topk_mean", topk=2)),
+# (name, documents, window config, max tokens per (query, window) pair)
+CONFIGS: list[tuple[str, str, WindowConfig, int]] = [
+    ("passages alone (reference: nothing buried)", "short", WindowConfig(), 512),
+    ("truncation: first 512 tokens (max_windows=1)", "long", WindowConfig(max_windows=1), 512),
+    ("chunk-max (crossrank default), 512-token windows", "long", WindowConfig(), 512),
+    ("chunk-mean, 512-token windows", "long", WindowConfig(aggregate="mean"), 512),
+    ("chunk top-2 mean, 512-token windows", "long", WindowConfig(aggregate="topk_mean"), 512),
+    ("chunk-max, 256-token windows", "long", WindowConfig(overlap=32), 256),
 ]
 
 
@@ -56,6 +58,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     backend = CrossEncoderBackend(args.model, precision=args.precision)
+    short_windows = CrossEncoderBackend(args.model, precision=args.precision, max_length=256)
+    backends = {512: backend, 256: short_windows}
     ds = load_beir(args.data / "trec-dl-2019-passage")
     first = read_trec_run(ds.runs["bm25_top100"])
     first = {q: first[q][: args.depth] for q in ds.queries}
@@ -71,8 +75,8 @@ def main() -> None:
         f"(max {max(lengths)}); candidate starts after {min(offsets)}–{max(offsets)} tokens"
     )
     rows: list[dict[str, Any]] = []
-    for name, kind, window in CONFIGS:
-        rr = Reranker(backend, window=window, cache=None)
+    for name, kind, window, max_length in CONFIGS:
+        rr = Reranker(backends[max_length], window=window, cache=None)
         rr.score("warm up", ["a short text"])
         rr.reset_stats()
         run: Run = {}
@@ -90,7 +94,12 @@ def main() -> None:
         row = {
             "scoring": name,
             "documents": kind,
-            "window": {"max_windows": window.max_windows, "aggregate": window.aggregate},
+            "window": {
+                "max_windows": window.max_windows,
+                "aggregate": window.aggregate,
+                "overlap": window.overlap,
+                "max_length": max_length,
+            },
             "ndcg@10": metrics["ndcg@10"],
             "mrr@10": metrics["mrr@10"],
             "pairs_scored": rr.pairs_scored,

@@ -12,6 +12,7 @@ DATA=${DATA:-../shared/data}
 MODEL=${MODEL:-models/crossrank-minilm-l6}
 OUT=${OUT:-benchmarks/results/quality}
 CACHE=${CACHE:-.crossrank-cache/teacher-minilm.npz}
+TAG=${TAG:-v1}  # suffix of the result files
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
 steps=("$@")
@@ -31,14 +32,17 @@ for step in "${steps[@]}"; do
         --teacher-cache "$CACHE" --output "$MODEL" ;;
     dl19)
       .venv/bin/crossrank eval --threads 1 "$DATA/trec-dl-2019-passage" --model "$MODEL" \
-        --candidates 10,20,50,100 --json "$OUT/dl19.json" --markdown "$OUT/dl19.md" \
-        --plot "$OUT/dl19_knee.png" ;;
+        --candidates 10,20,50,100 --json "$OUT/dl19_$TAG.json" --markdown "$OUT/dl19_$TAG.md" \
+        --plot "$OUT/dl19_knee_$TAG.png" ;;
     scifact)
       .venv/bin/crossrank eval --threads 1 "$DATA/scifact" --bm25 --model "$MODEL" \
-        --candidates 20 --json "$OUT/scifact.json" --markdown "$OUT/scifact.md" ;;
+        --candidates 20 --json "$OUT/scifact_$TAG.json" --markdown "$OUT/scifact_$TAG.md"
+      .venv/bin/crossrank eval --threads 1 "$DATA/scifact" --bm25 --model "$MODEL" \
+        --candidates 100 --json "$OUT/scifact_top100_$TAG.json" \
+        --markdown "$OUT/scifact_top100_$TAG.md" ;;
     dbpedia)
       .venv/bin/crossrank eval --threads 1 "$DATA/dbpedia-entity-subset" --bm25 --model "$MODEL" \
-        --candidates 100 --json "$OUT/dbpedia.json" --markdown "$OUT/dbpedia.md" ;;
+        --candidates 100 --json "$OUT/dbpedia_$TAG.json" --markdown "$OUT/dbpedia_$TAG.md" ;;
     longdocs)
       .venv/bin/python benchmarks/quality/longdocs.py --data "$DATA" --model "$MODEL" --threads 1 ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
