@@ -18,18 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CrossrankError
+from . import positive_int as _positive
 
 __all__ = ["add_arguments", "run"]
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
