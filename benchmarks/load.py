@@ -334,8 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.monotonic() - start
     stats = rr.cache_stats
     backend_repr = repr(rr.backend)
-    batcher = getattr(rr, "_batcher", None)  # the engine's micro-batcher, when it has one
-    batcher_stats = batcher.stats if batcher is not None else None
+    batcher_stats = rr.batcher_stats  # the engine's micro-batcher, when it has one
     rr.close()
     if redis_server is not None:
         redis_server.close()

@@ -26,6 +26,7 @@ from .errors import (
     RateLimitError,
 )
 from .redis_cache import RedisCache
+from .scheduler import BatcherStats
 from .types import AsyncBackend, Backend, RankedText, Tokenizer
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ __all__ = [
     "AuthenticationError",
     "Backend",
     "BackendError",
+    "BatcherStats",
     "CacheError",
     "CacheStats",
     "CacheWarning",

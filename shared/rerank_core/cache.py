@@ -12,6 +12,7 @@ import hashlib
 import logging
 import math
 import sqlite3
+import sys
 import threading
 import time
 import warnings
@@ -20,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "CacheStats",
@@ -216,6 +217,23 @@ class TieredCache:
             tier.set_many(items)
 
 
+_OUR_PACKAGES = ("rerank_core", "llamaindex_rerank", "langchain_rerank")
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside crossrank
+    (the caller's ``rerank`` line), for the function that calls ``warnings.warn``."""
+    frame: Any = sys._getframe(1)  # the frame that calls warnings.warn: level 1
+    level = 1
+    while frame is not None:
+        name = str(frame.f_globals.get("__name__", ""))
+        if name.partition(".")[0] not in _OUR_PACKAGES:
+            return level
+        frame = frame.f_back
+        level += 1
+    return max(1, level - 1)  # a worker thread: no caller frame, point at the last one
+
+
 class GuardedCache:
     """Wraps any cache so that its failures never reach the caller.
 
@@ -249,7 +267,7 @@ class GuardedCache:
                 f"reranking without it, retrying in {self.retry_after:g}s"
             )
             logger.warning(msg)
-            warnings.warn(msg, CacheWarning, stacklevel=4)
+            warnings.warn(msg, CacheWarning, stacklevel=_caller_stacklevel())
 
     def _ok(self) -> None:
         if self._down_since is not None:

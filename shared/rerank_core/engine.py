@@ -32,7 +32,7 @@ from .errors import (
     InputError,
     InvalidTextError,
 )
-from .scheduler import MicroBatcher, wants_micro_batching
+from .scheduler import BatcherStats, MicroBatcher, wants_micro_batching
 from .types import Backend, Pair, RankedText
 from .windows import Window, aggregate, make_windows, window_budget
 
@@ -207,6 +207,13 @@ class Reranker:
     def pairs_scored(self) -> int:
         """(query, window) pairs the backend has scored since construction."""
         return self._pairs_scored
+
+    @property
+    def batcher_stats(self) -> BatcherStats | None:
+        """What the micro-batcher shared among concurrent callers (requests, generations,
+        model batches, pairs, cross-caller duplicates saved); ``None`` for backends that
+        do not use it (HTTP APIs)."""
+        return self._batcher.stats if self._batcher is not None else None
 
     def reset_stats(self) -> None:
         with self._stats_lock:

@@ -13,7 +13,7 @@ import pytest
 from helpers import KeywordBackend
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rerank_core import BackendError, Reranker
+from rerank_core import BackendError, BatcherStats, Reranker
 from rerank_core.scheduler import MicroBatcher, wants_micro_batching
 
 Pair = tuple[str, str]
@@ -243,9 +243,9 @@ def test_which_backends_get_a_micro_batcher(keyword_backend: KeywordBackend) -> 
     assert wants_micro_batching(keyword_backend)
     assert not wants_micro_batching(Async())
     assert not wants_micro_batching(OptOut())
-    assert Reranker(keyword_backend)._batcher is not None
-    assert Reranker(Async())._batcher is None
-    assert Reranker(OptOut())._batcher is None
+    assert Reranker(keyword_backend).batcher_stats == BatcherStats()
+    assert Reranker(Async()).batcher_stats is None
+    assert Reranker(OptOut()).batcher_stats is None
 
 
 # ---------------------------------------------------------------- through the engine
@@ -293,7 +293,7 @@ def test_engine_threads_and_tasks_get_their_solo_results() -> None:
         return list(await asyncio.gather(*(rr.arerank(q, ts) for q, ts in jobs)))
 
     assert asyncio.run(tasks()) == solo
-    stats = rr._batcher.stats if rr._batcher else None
+    stats = rr.batcher_stats
     assert stats is not None and stats.max_requests_per_generation > 1
     # callers shared model batches: alone, each call of 20 pairs needs two batches of 16
     assert stats.batches < stats.requests * 2

@@ -415,7 +415,7 @@ def test_many_threads_and_tasks_on_the_real_model(fast: CrossEncoderBackend) -> 
             assert isinstance(r, (asyncio.CancelledError, list))
         else:
             assert r == solo[i]
-    assert rr._batcher is not None and rr._batcher.stats.max_requests_per_generation > 1
+    assert (stats := rr.batcher_stats) is not None and stats.max_requests_per_generation > 1
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -26,7 +26,8 @@ def test_public_surface_is_pinned() -> None:
     assert sorted(rerank_core.__all__) == sorted(
         [
             "BACKENDS", "APIError", "APITimeoutError", "AsyncBackend", "AuthenticationError",
-            "Backend", "BackendError", "CacheError", "CacheStats", "CacheWarning", "ConfigError",
+            "Backend", "BackendError", "BatcherStats", "CacheError", "CacheStats",
+            "CacheWarning", "ConfigError",
             "CrossrankError", "EmptyQueryError", "InputError", "InvalidTextError", "MemoryCache",
             "MissingDependencyError", "ModelLoadError", "RankedText", "RateLimitError",
             "RedisCache", "Reranker", "SQLiteCache", "ScoreCache", "TieredCache", "Tokenizer",

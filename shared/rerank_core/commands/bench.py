@@ -486,7 +486,7 @@ def time_concurrency(
         aio_t.append(time.perf_counter() - t0)
         identical &= agot == solo
         diff = max(diff, _max_diff(agot, solo))
-    stats = rr._batcher.stats if rr._batcher is not None else None
+    stats = rr.batcher_stats
     seq = pairs / statistics.median(seq_t)
     thr = pairs / statistics.median(thr_t)
     aio = pairs / statistics.median(aio_t)
