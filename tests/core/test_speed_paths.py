@@ -454,9 +454,16 @@ def test_bench_command_writes_table_and_chart(
     md = (tmp_path / "speed.md").read_text()
     assert "CrossEncoder.predict" in md and "crossrank default" in md
     report = json.loads((tmp_path / "speed.json").read_text())
-    default, padded = report["concurrency"]
+    default, padded, peer = report["concurrency"]
     assert default["identical"] and default["max_abs_diff"] == 0.0 and not default["errors"]
     assert padded["max_abs_diff"] < 1e-5 and not padded["errors"]
+    assert peer["label"].startswith("sentence-transformers") and peer["threads_pairs_per_s"] > 0
+    room = report["headroom"]
+    assert room["per_pair_pairs_per_s"] > 0 and room["best_batch_size"] in (2, 4, 8, 16, 32)
+    assert room["batch_gain"] == pytest.approx(
+        room["best_batch_pairs_per_s"] / room["per_pair_pairs_per_s"]
+    )
+    assert "Headroom for shared batches" in md
     rows = {r["name"]: r for r in report["rows"]}
     assert rows["st-predict"]["ratio"] == pytest.approx(1.0)
     assert rows["crossrank-default"]["pairs_per_s"] > 0

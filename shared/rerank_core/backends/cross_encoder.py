@@ -10,6 +10,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import BackendError, ConfigError
@@ -214,6 +215,11 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
     @property
     def num_threads(self) -> int:
         return self._threads
+
+    @property
+    def onnx_model_path(self) -> Path | None:
+        """The ONNX file this backend scores with (``None`` on the torch runtime)."""
+        return self._onnx.path if self._onnx is not None else None
 
     def score_pairs(self, pairs: Sequence[Pair]) -> list[float]:
         if not pairs:

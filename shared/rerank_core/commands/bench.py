@@ -506,6 +506,164 @@ def time_concurrency(
     )
 
 
+def time_peer_concurrency(model: str, callers: list[Job], rounds: int) -> ConcurrencyResult:
+    """The same scenario for sentence-transformers ``CrossEncoder.predict``: threads call
+    it directly, asyncio tasks through ``asyncio.to_thread`` (it has no async API)."""
+    import numpy as np
+    from sentence_transformers import CrossEncoder
+
+    ce = CrossEncoder(model, device="cpu")
+
+    def one(job: Job) -> Any:
+        q, ts = job
+        return np.asarray(ce.predict([(q, t) for t in ts], show_progress_bar=False))
+
+    one(callers[0])  # warm-up
+    pairs = sum(len(ts) for _, ts in callers)
+    seq_t: list[float] = []
+    thr_t: list[float] = []
+    aio_t: list[float] = []
+    diff = 0.0
+    errors: list[str] = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        solo = [one(job) for job in callers]
+        seq_t.append(time.perf_counter() - t0)
+        got: list[Any] = [None] * len(callers)
+        barrier = threading.Barrier(len(callers) + 1)
+
+        def call(i: int, out: list[Any] = got, gate: threading.Barrier = barrier) -> None:
+            gate.wait()
+            try:
+                out[i] = one(callers[i])
+            except Exception as exc:  # e.g. a tokenizer "Already borrowed" race
+                errors.append(f"thread {i}: {type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(callers))]
+        for th in threads:
+            th.start()
+        barrier.wait()
+        t0 = time.perf_counter()
+        for th in threads:
+            th.join()
+        thr_t.append(time.perf_counter() - t0)
+
+        async def many() -> list[Any]:
+            return list(await asyncio.gather(*(asyncio.to_thread(one, job) for job in callers)))
+
+        t0 = time.perf_counter()
+        agot = asyncio.run(many())
+        aio_t.append(time.perf_counter() - t0)
+        for a, b, c in zip(got, agot, solo, strict=True):
+            if a is None:
+                diff = math.inf
+                continue
+            diff = max(diff, float(np.max(np.abs(a - c))), float(np.max(np.abs(b - c))))
+    seq = pairs / statistics.median(seq_t)
+    thr = pairs / statistics.median(thr_t)
+    aio = pairs / statistics.median(aio_t)
+    return ConcurrencyResult(
+        label="sentence-transformers CrossEncoder.predict (peer, no batcher)",
+        callers=len(callers),
+        passages=len(callers[0][1]),
+        sequential_pairs_per_s=seq,
+        threads_pairs_per_s=thr,
+        asyncio_pairs_per_s=aio,
+        threads_ratio=thr / seq,
+        asyncio_ratio=aio / seq,
+        identical=diff == 0.0 and not errors,
+        max_abs_diff=diff,
+        max_requests_per_generation=0,
+        errors=errors[:5],
+    )
+
+
+@dataclass(slots=True)
+class Headroom:
+    """How much any batching could add on the default (per-pair ONNX) path."""
+
+    per_pair_pairs_per_s: float  # one thread, each pair its own sequence
+    best_batch_size: int
+    best_batch_pairs_per_s: float  # one thread, length-sorted padded batches
+    batch_gain: float  # best_batch / per_pair: the most coalescing could add per core
+    threads: int
+    peak_pairs_per_s: float  # per_pair x threads
+    sequential_share: float  # the default's one-after-another rate / peak
+
+
+def coalescing_headroom(
+    model: str, callers: list[Job], sequential_pairs_per_s: float
+) -> Headroom | None:
+    """Time the default path's own ONNX graph on the callers' pairs, one thread: each
+    pair alone (what the default does) against padded, length-sorted batches of 2–32
+    (what a shared batch would run). Batched int8 rows would not even score the same
+    (per-tensor activation scales); this only measures what batching could gain."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from ..backends.cross_encoder import CrossEncoderBackend
+
+    backend = CrossEncoderBackend(model)
+    path = backend.onnx_model_path
+    if path is None:
+        return None
+    tok = backend.model.tokenizer
+    pairs = [(q, t) for q, ts in callers for t in ts]
+    enc = tok(
+        [q for q, _ in pairs], [t for _, t in pairs], truncation=True, max_length=backend.max_length
+    )
+    names = [i for i in ("input_ids", "attention_mask", "token_type_ids") if i in enc]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    if {i.name for i in sess.get_inputs()} != set(names):
+        return None
+    order = sorted(range(len(pairs)), key=lambda i: -len(enc["input_ids"][i]))
+
+    def feeds(size: int) -> list[dict[str, Any]]:
+        out = []
+        for k in range(0, len(order), size):
+            rows = order[k : k + size]
+            width = max(len(enc["input_ids"][i]) for i in rows)
+            feed = {}
+            for n in names:
+                arr = np.zeros((len(rows), width), dtype=np.int64)
+                for r, i in enumerate(rows):
+                    arr[r, : len(enc[n][i])] = enc[n][i]
+                feed[n] = arr
+            out.append(feed)
+        return out
+
+    def rate(size: int) -> float:
+        batch = feeds(size)
+        sess.run(None, batch[0])
+        best = math.inf
+        for _ in range(2):
+            t0 = time.perf_counter()
+            for f in batch:
+                sess.run(None, f)
+            best = min(best, time.perf_counter() - t0)
+        return len(pairs) / best
+
+    per_pair = rate(1)
+    batched = {size: rate(size) for size in (2, 4, 8, 16, 32)}
+    best_size = max(batched, key=lambda k: batched[k])
+    threads = backend.num_threads
+    backend.close()
+    peak = per_pair * threads
+    return Headroom(
+        per_pair_pairs_per_s=per_pair,
+        best_batch_size=best_size,
+        best_batch_pairs_per_s=batched[best_size],
+        batch_gain=batched[best_size] / per_pair,
+        threads=threads,
+        peak_pairs_per_s=peak,
+        sequential_share=sequential_pairs_per_s / peak,
+    )
+
+
 @dataclass(slots=True)
 class LongDoc:
     tokens: int
@@ -727,11 +885,24 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"{_fmt(c['threads_pairs_per_s'])} ({c['threads_ratio']:.2f}×) | "
                 f"{_fmt(c['asyncio_pairs_per_s'])} ({c['asyncio_ratio']:.2f}×) | "
                 f"{'yes' if c['identical'] else 'no'} | {c['max_abs_diff']:.1e} | "
-                f"{c['max_requests_per_generation']} |"
+                f"{c['max_requests_per_generation'] or '—'} |"
             )
             if c["errors"]:
                 lines.append(f"| errors: {'; '.join(c['errors'])} ||||||")
         lines.append("")
+    room = report.get("headroom")
+    if room:
+        lines += [
+            "Headroom for shared batches on the default path (its own int8 ONNX graph, one "
+            f"thread, the callers' pairs): each pair as its own sequence "
+            f"{room['per_pair_pairs_per_s']:.1f} pairs/s; the best padded, length-sorted "
+            f"batches (size {room['best_batch_size']}) {room['best_batch_pairs_per_s']:.1f} "
+            f"pairs/s, so batching could add at most **{room['batch_gain']:.2f}×** per core. "
+            f"Calls one after another already run at {room['sequential_share']:.0%} of the "
+            f"per-pair peak of its {room['threads']} threads "
+            f"({room['peak_pairs_per_s']:.1f} pairs/s).",
+            "",
+        ]
     longs = report.get("long_docs")
     if longs:
         lines += [
@@ -901,10 +1072,11 @@ def run(args: argparse.Namespace) -> int:
         report["warm"] = asdict(time_warm_cache(model, inputs.jobs, args.rounds))
     if args.callers > 0:
         print("concurrency ...", flush=True)
+        default_conc = time_concurrency(
+            model, inputs.callers, min(args.rounds, 3), "crossrank default"
+        )
         report["concurrency"] = [
-            asdict(
-                time_concurrency(model, inputs.callers, min(args.rounds, 3), "crossrank default")
-            ),
+            asdict(default_conc),
             asdict(
                 time_concurrency(
                     model,
@@ -915,7 +1087,11 @@ def run(args: argparse.Namespace) -> int:
                     runtime="torch",
                 )
             ),
+            asdict(time_peer_concurrency(model, inputs.callers, min(args.rounds, 3))),
         ]
+        print("coalescing headroom of the default path ...", flush=True)
+        room = coalescing_headroom(model, inputs.callers, default_conc.sequential_pairs_per_s)
+        report["headroom"] = asdict(room) if room is not None else None
     if sizes:
         print("long documents ...", flush=True)
         report["long_docs"] = [
