@@ -173,7 +173,7 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
     ) -> SpeedPlan:
         """Export (or reuse) the ONNX model. If that fails, fall back to torch, unless ONNX
         Runtime or int8 was asked for by name."""
-        from .onnx_runtime import OnnxExportError, OnnxScorer, ensure_onnx_model
+        from .onnx_runtime import OnnxExportError, start_scorer
 
         insist = runtime == "onnx" or precision == "int8"
         if not onnxruntime_available():
@@ -181,21 +181,17 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
                 raise missing("onnxruntime", "fast", ImportError("no module named 'onnxruntime'"))
             return self._fallback(plan, "onnxruntime is not installed")
         try:
-            if len(ce) != 1 or not hasattr(ce.model, "config"):
+            if len(ce) != 1:
                 raise OnnxExportError(
                     "only a CrossEncoder made of one transformers model can be exported"
                 )
-            path = ensure_onnx_model(
+            self._onnx = start_scorer(
                 ce.model,
                 ce.tokenizer,
                 "int8" if plan.precision == "int8" else "fp32",
-                cache_dir=cache_dir,
-            )
-            self._onnx = OnnxScorer(
-                path,
-                ce.tokenizer.backend_tokenizer.to_str(),
                 max_length=self._max_length,
                 threads=self._threads,
+                cache_dir=cache_dir,
             )
         except OnnxExportError as exc:
             if insist:

@@ -9,20 +9,28 @@ and tokenizer, with the same pair encoding as ``FlagReranker.compute_score``
 each time), spends a whole extra forward pass probing the batch size, sorts and
 batches on its own (the engine already did) and starts a multiprocessing pool when
 it sees several GPUs.
+
+On the CPU the default (``precision="auto"``) scores on ONNX Runtime in fp32: the model
+is exported once (cached on disk like the MiniLM backend's exports) and each pair runs
+as its own sequence, with the same scores as ``compute_score`` and no padding.
+``precision="int8"`` quantizes it dynamically, as the MiniLM default does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from ..errors import BackendError, ConfigError, ModelLoadError
 from ..types import Pair, ScoreScale
 from ._base import BackendBase
+from ._cpu import SpeedPlan, default_threads, onnxruntime_available
 from ._hf import HFTokenizer, fingerprint_of, load_error, missing, resolve_device, weights_digest
 
 __all__ = ["DEFAULT_MODEL", "FlagRerankerBackend"]
@@ -33,6 +41,11 @@ _CONFIG_FILES = ["*.json", "*.txt", "*.model"]  # configs, vocabularies, sentenc
 _ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl")
 
 logger = logging.getLogger("crossrank")
+
+Precision = Literal["auto", "exact", "fp32", "fp16", "int8"]
+Runtime = Literal["auto", "torch", "onnx"]
+_PRECISIONS = ("auto", "exact", "fp32", "fp16", "int8")
+_RUNTIMES = ("auto", "torch", "onnx")
 
 
 class FlagRerankerBackend(BackendBase[HFTokenizer]):
@@ -47,6 +60,15 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
     special tokens included (default 512, capped by the model). ``revision``: a hub
     branch, tag or commit. Scores are raw logits; the engine's ``normalize="sigmoid"``
     gives ``compute_score(..., normalize=True)``.
+
+    Speed on the CPU: ``precision="auto"`` (default) and ``"exact"``/``"fp32"`` score
+    with ONNX Runtime in fp32 when the ``fast`` extra is installed (same scores as
+    ``compute_score``, each pair its own sequence), else with torch. ``"int8"``: ONNX
+    Runtime with dynamically quantized linear layers (faster; scores move, see the
+    README). ``runtime``: ``"auto"``, ``"onnx"`` or ``"torch"``. ``num_threads``:
+    threads for ONNX Runtime (default: the usable cores). ``onnx_cache_dir``: where
+    exports are kept. A GPU always runs torch (``fp16=True`` or ``precision="fp16"``
+    for half precision).
     """
 
     score_scale: ScoreScale = "logit"
@@ -57,7 +79,11 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
         *,
         device: str | None = None,
         fp16: bool = False,
+        precision: Precision = "auto",
+        runtime: Runtime = "auto",
         max_length: int | None = None,
+        num_threads: int | None = None,
+        onnx_cache_dir: str | os.PathLike[str] | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
         cache_dir: str | None = None,
@@ -74,6 +100,19 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
             )
         if not isinstance(fp16, bool):
             raise ConfigError(f"fp16 must be True or False, got {fp16!r}")
+        if precision not in _PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}"
+            )
+        if runtime not in _RUNTIMES:
+            raise ConfigError(f"runtime must be one of {', '.join(_RUNTIMES)}; got {runtime!r}")
+        if fp16 and precision not in ("auto", "fp16"):
+            raise ConfigError(f"fp16=True contradicts precision={precision!r}")
+        fp16 = fp16 or precision == "fp16"
+        if num_threads is not None and (
+            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+        ):
+            raise ConfigError(f"num_threads must be a positive int, got {num_threads!r}")
         if max_length is not None and (
             isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8
         ):
@@ -172,6 +211,12 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
         # and a fast tokenizer whose truncation settings change mid-call fails ("Already borrowed").
         self._encoder = copy.deepcopy(reranker.tokenizer)
         self._lock = threading.Lock()
+        self._threads = num_threads or default_threads()
+        self._num_threads_given = num_threads is not None
+        self._onnx: Any = None
+        self.plan = self._plan_speed(precision, runtime, onnx_cache_dir)
+        self.runtime = self.plan.runtime
+        self.precision = self.plan.precision
         self._fingerprint = fingerprint_of(
             backend="flag",
             model=model_id,
@@ -181,15 +226,75 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
             ),
             max_length=self._max_length,
             precision=self.precision,
+            runtime=self.runtime,
+            recipe=getattr(self._onnx, "recipe", None),
             activation="identity",
         )
+
+    def _plan_speed(
+        self, precision: str, runtime: str, cache_dir: str | os.PathLike[str] | None
+    ) -> SpeedPlan:
+        """Torch on a GPU; on the CPU ONNX Runtime (fp32, or int8 when asked for) when
+        the ``fast`` extra is there and the model exports, else torch fp32."""
+        here = cast(Literal["fp32", "bf16", "fp16"], self.precision)
+        if self.device != "cpu":
+            if runtime == "onnx" or precision == "int8":
+                raise ConfigError(
+                    f"runtime='onnx' and precision='int8' run on the CPU only, not on "
+                    f"{self.device!r}"
+                )
+            return SpeedPlan("torch", here, f"{self.device}: torch {here}")
+        insist = runtime == "onnx" or precision == "int8"
+        if runtime == "torch":
+            if precision == "int8":
+                raise ConfigError(
+                    "precision='int8' runs on ONNX Runtime; use runtime='onnx' or 'auto'"
+                )
+            return SpeedPlan("torch", here, "runtime='torch' asked for")
+        if here != "fp32" and not insist:  # a ready model in another dtype: used as it is
+            return SpeedPlan("torch", here, f"the model is {here}")
+        want: Literal["fp32", "int8"] = "int8" if precision == "int8" else "fp32"
+        if not onnxruntime_available():
+            if insist:
+                raise missing("onnxruntime", "fast", ImportError("no module named 'onnxruntime'"))
+            return SpeedPlan("torch", "fp32", "onnxruntime is not installed: torch fp32")
+        from .onnx_runtime import OnnxExportError, start_scorer
+
+        try:
+            self._onnx = start_scorer(
+                self.model,
+                self.reranker.tokenizer,
+                want,
+                max_length=self._max_length,
+                threads=self._threads,
+                cache_dir=cache_dir,
+                truncation="only_second",
+            )
+        except OnnxExportError as exc:
+            if insist:
+                raise
+            logger.warning("ONNX Runtime path unavailable (%s); scoring with torch fp32", exc)
+            return SpeedPlan("torch", "fp32", f"fallback: {exc}")
+        return SpeedPlan("onnx", want, f"CPU: ONNX Runtime {want}")
+
+    @property
+    def num_threads(self) -> int:
+        return self._threads
+
+    @property
+    def onnx_model_path(self) -> Path | None:
+        """The ONNX file this backend scores with (``None`` on the torch runtime)."""
+        return self._onnx.path if self._onnx is not None else None
 
     def score_pairs(self, pairs: Sequence[Pair]) -> list[float]:
         if not pairs:
             return []
         torch = self._torch
         try:
-            with self._lock, torch.inference_mode():
+            if self._onnx is not None:
+                cut = self._cut_queries([q for q, _ in pairs])
+                return list(self._onnx.score([(q, p[1]) for q, p in zip(cut, pairs, strict=True)]))
+            with self._lock, self._torch_threads(), torch.inference_mode():
                 self._check_model()
                 queries = self._cut_queries([q for q, _ in pairs])
                 batch = self._encoder(
@@ -207,6 +312,24 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
         except Exception as exc:
             raise BackendError(f"BGE reranker {self.model_id!r} failed: {exc}") from exc
         return [float(s) for s in scores]
+
+    @contextlib.contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        """torch's global thread count, set only while scoring and only if asked for."""
+        if not self._num_threads_given:
+            yield
+            return
+        before = self._torch.get_num_threads()
+        self._torch.set_num_threads(self._threads)
+        try:
+            yield
+        finally:
+            self._torch.set_num_threads(before)
+
+    def close(self) -> None:
+        """Stop the ONNX worker threads (they also stop with the process)."""
+        if self._onnx is not None:
+            self._onnx.close()
 
     def _cut_queries(self, queries: list[str]) -> list[str]:
         """Queries cut to ``query_max_length`` tokens, as FlagReranker does."""
@@ -233,7 +356,8 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
     def __repr__(self) -> str:
         return (
             f"FlagRerankerBackend(model={self.model_id!r}, device={self.device!r}, "
-            f"precision={self.precision!r}, max_length={self._max_length})"
+            f"runtime={self.runtime!r}, precision={self.precision!r}, "
+            f"max_length={self._max_length})"
         )
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "cache_root",
     "ensure_onnx_model",
     "model_digest",
+    "start_scorer",
 ]
 
 logger = logging.getLogger("crossrank.onnx")
@@ -58,6 +59,7 @@ logger = logging.getLogger("crossrank.onnx")
 # Bump when the export or quantization steps change: old cached files are then ignored.
 RECIPE = "crossrank-onnx-v2:opset17:eager:dynamic-int8-matmul-per-channel-constB"
 OnnxPrecision = Literal["fp32", "int8"]
+Truncation = Literal["longest_first", "only_second"]
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _CONFIG_NOISE = frozenset(
     {
@@ -70,6 +72,7 @@ _CONFIG_NOISE = frozenset(
         "_commit_hash",
     }
 )
+_PROBE_TOKENS = 64  # probe pairs are cut to this: small models take few positions
 _PROBE = [
     ("what causes scurvy", "Scurvy is caused by a lack of vitamin C."),
     ("tallest mountain", "Mount Everest is Earth's highest mountain above sea level, " * 6),
@@ -171,7 +174,10 @@ def _export_fp32(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types:
         model.set_attn_implementation("eager")
     names = list(_INPUTS if with_token_types else _INPUTS[:2])
     enc = hf_tokenizer(
-        [q for q, _ in _PROBE[:2]], [t for _, t in _PROBE[:2]], padding=True, return_tensors="pt"
+        [q for q, _ in _PROBE[:2]], [t for _, t in _PROBE[:2]], padding=True,
+        truncation=True,
+        max_length=_PROBE_TOKENS,
+        return_tensors="pt",
     )
     args = tuple(enc[n] for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
@@ -307,7 +313,10 @@ def _check_export(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types
 
     names = list(_INPUTS if with_token_types else _INPUTS[:2])
     enc = hf_tokenizer(
-        [q for q, _ in _PROBE], [t for _, t in _PROBE], padding=True, return_tensors="pt"
+        [q for q, _ in _PROBE], [t for _, t in _PROBE], padding=True,
+        truncation=True,
+        max_length=_PROBE_TOKENS,
+        return_tensors="pt",
     )
     model = hf_model if next(hf_model.parameters()).dtype == torch.float32 else None
     if model is None:
@@ -342,8 +351,10 @@ class OnnxScorer:
     """Scores (query, text) pairs with an exported cross-encoder on ONNX Runtime.
 
     ``tokenizer_json``: the model's fast tokenizer, serialized; a private copy is
-    configured once (truncation at ``max_length``, no padding) and never mutated, so
-    any number of threads can encode at once. ``threads``: sequences run at once.
+    configured once (``truncation`` at ``max_length``, no padding) and never mutated,
+    so any number of threads can encode at once. ``threads``: sequences run at once.
+    ``truncation``: ``"longest_first"`` (sentence-transformers) or ``"only_second"``
+    (FlagEmbedding, which cuts the query to its own limit first).
     """
 
     def __init__(
@@ -354,6 +365,7 @@ class OnnxScorer:
         max_length: int,
         threads: int,
         label_column: int = -1,
+        truncation: Truncation = "longest_first",
     ) -> None:
         try:
             import numpy as np
@@ -371,7 +383,7 @@ class OnnxScorer:
             raise OnnxExportError(f"unexpected ONNX inputs {sorted(unknown)} in {model_path}")
         tok = Tokenizer.from_str(tokenizer_json)
         tok.no_padding()
-        tok.enable_truncation(max_length, strategy="longest_first")
+        tok.enable_truncation(max_length, strategy=truncation)
         self._tok = tok
         self._label = label_column
         self._pool: ThreadPoolExecutor | None = None
@@ -440,3 +452,32 @@ class OnnxScorer:
             if self._pool is not None and self._pool_pid == os.getpid():
                 self._pool.shutdown(wait=False)
             self._pool = None
+
+
+def start_scorer(
+    hf_model: Any,
+    hf_tokenizer: Any,
+    precision: OnnxPrecision,
+    *,
+    max_length: int,
+    threads: int,
+    cache_dir: str | os.PathLike[str] | None = None,
+    truncation: Truncation = "longest_first",
+) -> OnnxScorer:
+    """Export (or reuse) ``hf_model`` at ``precision`` and return a scorer for it.
+
+    Raises :class:`~rerank_core.MissingDependencyError` without the ``fast`` extra and
+    :class:`OnnxExportError` when the model cannot be exported or fails its check.
+    """
+    if not hasattr(hf_model, "config") or not hasattr(hf_tokenizer, "backend_tokenizer"):
+        raise OnnxExportError(
+            "only a transformers model with a fast tokenizer can be exported to ONNX"
+        )
+    path = ensure_onnx_model(hf_model, hf_tokenizer, precision, cache_dir=cache_dir)
+    return OnnxScorer(
+        path,
+        hf_tokenizer.backend_tokenizer.to_str(),
+        max_length=max_length,
+        threads=threads,
+        truncation=truncation,
+    )

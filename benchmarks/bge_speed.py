@@ -1,0 +1,226 @@
+"""BGE backend speed on the CPU: FlagEmbedding's ``FlagReranker.compute_score`` against
+crossrank's ``bge`` backend on the torch runtime, the default (ONNX Runtime fp32) and
+``precision="int8"``, on the same model and inputs, in one process.
+
+The hub is out of reach here, so the model is ``BAAI/bge-reranker-base``'s architecture
+(``XLMRobertaForSequenceClassification``: 12 layers, hidden 768, 12 heads, FFN 3072,
+250,002-token embedding table, one label) with seeded random weights, and an XLM-R-style
+Unigram tokenizer trained on the passages themselves (``<s> q </s></s> d </s>``). Speed
+and memory depend on the architecture and the token counts, not on the weights; the
+scores of such a model mean nothing, so only their agreement with ``compute_score`` is
+reported (max |Δ logit|), never a ranking quality.
+
+    python benchmarks/bge_speed.py [--queries 2] [--candidates 50] [--rounds 3]
+
+Writes ``benchmarks/results/bge-speed.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "shared"))
+
+
+def build_model(out: Path, texts: list[str], seed: int = 0) -> Path:
+    """A bge-reranker-base-shaped XLM-R with random weights and a trained tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import UnigramTrainer
+    from transformers import (
+        XLMRobertaConfig,
+        XLMRobertaForSequenceClassification,
+        XLMRobertaTokenizerFast,
+    )
+
+    if (out / "config.json").is_file():
+        return out
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = UnigramTrainer(
+        vocab_size=16000, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>"
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.add_special_tokens(["<mask>"])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    hf_tok = XLMRobertaTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=512,
+    )
+    config = XLMRobertaConfig(  # BAAI/bge-reranker-base's config.json, weights aside
+        vocab_size=250002,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        layer_norm_eps=1e-5,
+        num_labels=1,
+    )
+    torch.manual_seed(seed)
+    model = XLMRobertaForSequenceClassification(config).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    hf_tok.save_pretrained(str(out))
+    return out
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--queries", type=int, default=2)
+    p.add_argument("--candidates", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--data", type=Path, default=None, help="TREC DL 2019 passage folder")
+    p.add_argument("--model-dir", type=Path, default=None, help="where to build the model")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--probe", help=argparse.SUPPRESS)  # internal: peak memory of one config
+    args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    import numpy as np
+    from FlagEmbedding import FlagReranker
+    from rerank_core import Reranker
+    from rerank_core.backends._cpu import cpu_info, describe
+    from rerank_core.backends.flag import FlagRerankerBackend
+    from rerank_core.commands.bench import load_inputs
+
+    inputs = load_inputs(args.data, args.queries, args.candidates, 0, 0)
+    cache = Path(os.environ.get("CROSSRANK_CACHE_DIR", Path.home() / ".cache" / "crossrank"))
+    model_dir = build_model(args.model_dir or cache / "bench" / "bge-base-shaped", inputs.filler)
+    jobs = inputs.jobs
+
+    def make(name: str) -> Any:
+        if name == "flag":
+            fr = FlagReranker(str(model_dir), use_fp16=False, devices=["cpu"])
+            return lambda q, ts: fr.compute_score([[q, t] for t in ts])
+        options = {
+            "torch": {"runtime": "torch"},
+            "default": {},
+            "int8": {"precision": "int8"},
+        }[name]
+        backend = FlagRerankerBackend(str(model_dir), **options)
+        rr = Reranker(backend, cache=None)
+        return rr.score
+
+    names = ["flag", "torch", "default", "int8"]
+    labels = {
+        "flag": "FlagEmbedding FlagReranker.compute_score (defaults)",
+        "torch": "crossrank bge, runtime='torch' (fp32, padded batches)",
+        "default": "crossrank bge default (ONNX Runtime fp32)",
+        "int8": "crossrank bge precision='int8' (ONNX Runtime)",
+    }
+    if args.probe:
+        fn = make(args.probe)
+        for q, ts in jobs:
+            fn(q, ts)
+        print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+        return 0
+
+    t0 = time.perf_counter()
+    fns = {n: make(n) for n in names}  # exports happen here, once (cached on disk)
+    print(f"loaded in {time.perf_counter() - t0:.0f} s", flush=True)
+    refs = [np.asarray(fns["flag"](q, ts), dtype=float) for q, ts in jobs]
+    diffs = {
+        n: max(
+            float(np.max(np.abs(np.asarray(fns[n](q, ts)) - ref)))
+            for (q, ts), ref in zip(jobs, refs, strict=True)
+        )
+        for n in names[1:]
+    }
+    pairs = sum(len(ts) for _, ts in jobs)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        for j, (q, ts) in enumerate(jobs):
+            shift = (r + j) % len(names)
+            for n in names[shift:] + names[:shift]:
+                t = time.perf_counter()
+                fns[n](q, ts)
+                times[n].append(time.perf_counter() - t)
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+    mem: dict[str, float] = {}
+    for n in names:
+        cmd = [sys.executable, __file__, "--probe", n, "--model-dir", str(model_dir)]
+        cmd += ["--queries", str(args.queries), "--candidates", str(args.candidates)]
+        if args.data:
+            cmd += ["--data", str(args.data)]
+        import subprocess
+
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        mem[n] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    tok = fns["default"].__self__.backend.tokenizer
+    sizes = [
+        len(tok.token_spans([q])[0]) + len(s) + tok.pair_special_tokens
+        for q, ts in jobs
+        for s in tok.token_spans(ts)
+    ]
+    rate = {n: len(times[n]) * (pairs / len(jobs)) / sum(times[n]) for n in names}
+    ratio = {
+        n: statistics.median(f / o for f, o in zip(times["flag"], times[n], strict=True))
+        for n in names
+    }
+    info = cpu_info()
+    lines = [
+        "# BGE backend speed (bge-reranker-base architecture, CPU)",
+        "",
+        f"- machine: {info.model}, {info.cores} cores ({describe(info.flags)})",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- inputs: {inputs.source}; mean {statistics.fmean(sizes):.0f} tokens per pair",
+        "- model: XLMRobertaForSequenceClassification shaped like BAAI/bge-reranker-base, "
+        "seeded random weights (speed only)",
+        f"- command: `python benchmarks/bge_speed.py --queries {args.queries} "
+        f"--candidates {args.candidates} --rounds {args.rounds}`",
+        "",
+        "| configuration | pairs/s | × compute_score | peak RSS MB "
+        "| max abs Δ logit vs compute_score |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for n in names:
+        diff = "—" if n == "flag" else f"{diffs[n]:.1e}"
+        lines.append(
+            f"| {labels[n]} | {rate[n]:.1f} | {ratio[n]:.2f}× | {mem[n]:,.0f} | {diff} |"
+        )
+    md = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bge-speed.md").write_text(md, encoding="utf-8")
+    report = {"pairs_per_s": rate, "ratio": ratio, "peak_rss_mb": mem, "max_abs_diff": diffs}
+    (args.out / "bge-speed.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
