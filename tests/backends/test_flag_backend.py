@@ -408,6 +408,9 @@ def test_cpu_default_is_onnx_fp32_with_compute_scores_equal(
     assert (xlmr.runtime, xlmr.precision) == ("onnx", "fp32")
     assert xlmr.onnx_model_path is not None and xlmr.onnx_model_path.is_file()
     assert (xlmr_torch.runtime, xlmr_torch.onnx_model_path) == ("torch", None)
+    # the torch weights it loaded itself are freed (ONNX Runtime holds its own copy)
+    assert {p.device.type for p in xlmr.model.parameters()} == {"meta"}
+    assert {p.device.type for p in xlmr_torch.model.parameters()} == {"cpu"}
     assert xlmr.fingerprint != xlmr_torch.fingerprint  # caches of runtimes never mix
     pairs = [(q, t) for q in QUERIES for t in short_texts(25, 5)]
     theirs = xlmr_ref.compute_score([list(p) for p in pairs])

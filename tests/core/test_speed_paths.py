@@ -301,9 +301,20 @@ def test_caller_model_is_never_modified(minilm_path: Path, onnx_cache: Path) -> 
     assert b.precision == "bf16" and b.model is not ce
     CrossEncoderBackend(ce, precision="int8", onnx_cache_dir=onnx_cache, max_length=128)
     assert ce.max_seq_length == 512 and next(ce.parameters()).dtype == torch.float32
+    on_onnx = CrossEncoderBackend(ce, precision="int8", onnx_cache_dir=onnx_cache)
+    assert on_onnx.runtime == "onnx" and on_onnx.model is ce  # used as it is, weights kept
     for k, v in ce.model.state_dict().items():
         assert torch.equal(v, before[k])
     assert ce.model.config._attn_implementation == attention  # the export used a copy
+
+
+def test_own_torch_weights_are_released_on_onnx(fast: CrossEncoderBackend, reference: Any) -> None:
+    # ONNX Runtime scores with its own copy: the backend's own torch weights are freed
+    assert fast.runtime == "onnx"
+    assert {p.device.type for p in fast.model.parameters()} == {"meta"}
+    pairs = [("what causes scurvy", "Scurvy is caused by a lack of vitamin C.")] * 2
+    got = fast.score_pairs(pairs)
+    assert np.allclose(got, predict_logits(reference, pairs), atol=1.0)  # int8 still scores
 
 
 def test_failed_export_falls_back_unless_onnx_was_asked_for(

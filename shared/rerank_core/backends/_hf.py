@@ -16,9 +16,20 @@ __all__ = [
     "fingerprint_of",
     "load_error",
     "missing",
+    "release_weights",
     "resolve_device",
     "weights_digest",
 ]
+
+
+def release_weights(module: Any) -> None:
+    """Free a torch module's weights (moved to the ``meta`` device: shapes and dtypes
+    stay, storage goes). For a model the backend loaded itself and no longer runs
+    because ONNX Runtime scores with its own copy; never for a model the caller passed."""
+    try:
+        module.to("meta")
+    except Exception:  # best effort: keeping the weights is only a cost in memory
+        return
 
 
 def missing(package: str, extra: str, exc: BaseException) -> MissingDependencyError:

@@ -17,7 +17,15 @@ from ..errors import BackendError, ConfigError
 from ..types import Pair, ScoreScale
 from ._base import BackendBase
 from ._cpu import SpeedPlan, cpu_info, default_threads, onnxruntime_available, plan_speed
-from ._hf import HFTokenizer, fingerprint_of, load_error, missing, resolve_device, weights_digest
+from ._hf import (
+    HFTokenizer,
+    fingerprint_of,
+    load_error,
+    missing,
+    release_weights,
+    resolve_device,
+    weights_digest,
+)
 
 __all__ = ["DEFAULT_MODEL", "CrossEncoderBackend"]
 
@@ -160,6 +168,8 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
             activation="identity",
             num_labels=int(ce.num_labels),
         )
+        if self._onnx is not None and owned:
+            release_weights(ce)  # ONNX Runtime holds its own copy; ours would be idle
 
     # ------------------------------------------------------------------ set-up
 

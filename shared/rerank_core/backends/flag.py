@@ -31,7 +31,15 @@ from ..errors import BackendError, ConfigError, ModelLoadError
 from ..types import Pair, ScoreScale
 from ._base import BackendBase
 from ._cpu import SpeedPlan, default_threads, onnxruntime_available
-from ._hf import HFTokenizer, fingerprint_of, load_error, missing, resolve_device, weights_digest
+from ._hf import (
+    HFTokenizer,
+    fingerprint_of,
+    load_error,
+    missing,
+    release_weights,
+    resolve_device,
+    weights_digest,
+)
 
 __all__ = ["DEFAULT_MODEL", "FlagRerankerBackend"]
 
@@ -230,6 +238,8 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
             recipe=getattr(self._onnx, "recipe", None),
             activation="identity",
         )
+        if self._onnx is not None and self._owns_model:
+            release_weights(hf_model)  # ONNX Runtime holds its own copy; ours would be idle
 
     def _plan_speed(
         self, precision: str, runtime: str, cache_dir: str | os.PathLike[str] | None
