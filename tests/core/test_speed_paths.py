@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from rerank_core import ConfigError, MissingDependencyError, Reranker
+from rerank_core import ConfigError, MissingDependencyError, ModelLoadError, Reranker
 from rerank_core.backends import _cpu
 from rerank_core.backends._cpu import CpuInfo, plan_speed
 
@@ -315,6 +315,26 @@ def test_own_torch_weights_are_released_on_onnx(fast: CrossEncoderBackend, refer
     pairs = [("what causes scurvy", "Scurvy is caused by a lack of vitamin C.")] * 2
     got = fast.score_pairs(pairs)
     assert np.allclose(got, predict_logits(reference, pairs), atol=1.0)  # int8 still scores
+
+
+def test_a_damaged_cached_export_is_removed_and_named(
+    minilm_path: Path, onnx_cache: Path, fast: CrossEncoderBackend, tmp_path: Path
+) -> None:
+    import shutil
+
+    src = fast.onnx_model_path
+    assert src is not None
+    cache = tmp_path / "cache"
+    shutil.copytree(src.parent, cache / "onnx" / src.parent.name)
+    damaged = cache / "onnx" / src.parent.name / src.name
+    damaged.write_bytes(b"not an onnx model")
+    with pytest.raises(ModelLoadError, match="could not load the exported model") as info:
+        CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=cache)
+    assert str(damaged) in str(info.value) and not damaged.exists()
+    again = CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=cache)
+    assert damaged.is_file() and again.score_pairs(
+        [("a", "b")]
+    ) == fast.score_pairs([("a", "b")])
 
 
 def test_failed_export_falls_back_unless_onnx_was_asked_for(

@@ -19,6 +19,7 @@ __all__ = [
     "release_weights",
     "resolve_device",
     "weights_digest",
+    "weights_released",
 ]
 
 
@@ -30,6 +31,11 @@ def release_weights(module: Any) -> None:
         module.to("meta")
     except Exception:  # best effort: keeping the weights is only a cost in memory
         return
+
+
+def weights_released(module: Any) -> bool:
+    """Whether :func:`release_weights` freed this module's weights."""
+    return any(p.device.type == "meta" for p in module.parameters())
 
 
 def missing(package: str, extra: str, exc: BaseException) -> MissingDependencyError:

@@ -25,6 +25,7 @@ from ._hf import (
     release_weights,
     resolve_device,
     weights_digest,
+    weights_released,
 )
 
 __all__ = ["DEFAULT_MODEL", "CrossEncoderBackend"]
@@ -138,8 +139,9 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
         self._threads = num_threads or default_threads()
         self._num_threads_given = num_threads is not None
         self._onnx: Any = None
+        head = _head_digest(ce)  # before the ONNX path may free the weights
         if plan.runtime == "onnx":
-            plan = self._start_onnx(ce, plan, precision, runtime, onnx_cache_dir)
+            plan = self._start_onnx(ce, plan, precision, runtime, onnx_cache_dir, owned)
         if plan.runtime == "torch" and plan.precision != "fp32":
             if not owned:
                 ce = copy.deepcopy(ce)
@@ -160,7 +162,7 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
             model=model_id,
             revision=revision,
             weights=weights_digest(local_dir),
-            head=_head_digest(ce),
+            head=head,
             max_length=self._max_length,
             precision=plan.precision,
             runtime=plan.runtime,
@@ -168,8 +170,6 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
             activation="identity",
             num_labels=int(ce.num_labels),
         )
-        if self._onnx is not None and owned:
-            release_weights(ce)  # ONNX Runtime holds its own copy; ours would be idle
 
     # ------------------------------------------------------------------ set-up
 
@@ -180,9 +180,11 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
         precision: str,
         runtime: str,
         cache_dir: str | os.PathLike[str] | None,
+        owned: bool,
     ) -> SpeedPlan:
         """Export (or reuse) the ONNX model. If that fails, fall back to torch, unless ONNX
-        Runtime or int8 was asked for by name."""
+        Runtime or int8 was asked for by name. The torch weights of a model this backend
+        loaded itself are freed before ONNX Runtime loads its copy."""
         from .onnx_runtime import OnnxExportError, start_scorer
 
         insist = runtime == "onnx" or precision == "int8"
@@ -202,9 +204,10 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
                 max_length=self._max_length,
                 threads=self._threads,
                 cache_dir=cache_dir,
+                before_session=(lambda: release_weights(ce)) if owned else None,
             )
         except OnnxExportError as exc:
-            if insist:
+            if insist or weights_released(ce):
                 raise
             return self._fallback(plan, str(exc))
         return plan

@@ -39,6 +39,7 @@ from ._hf import (
     release_weights,
     resolve_device,
     weights_digest,
+    weights_released,
 )
 
 __all__ = ["DEFAULT_MODEL", "FlagRerankerBackend"]
@@ -238,8 +239,6 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
             recipe=getattr(self._onnx, "recipe", None),
             activation="identity",
         )
-        if self._onnx is not None and self._owns_model:
-            release_weights(hf_model)  # ONNX Runtime holds its own copy; ours would be idle
 
     def _plan_speed(
         self, precision: str, runtime: str, cache_dir: str | os.PathLike[str] | None
@@ -279,9 +278,11 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
                 threads=self._threads,
                 cache_dir=cache_dir,
                 truncation="only_second",
+                # ONNX Runtime keeps its own copy: free the weights we loaded ourselves
+                before_session=(lambda: release_weights(self.model)) if self._owns_model else None,
             )
         except OnnxExportError as exc:
-            if insist:
+            if insist or weights_released(self.model):
                 raise
             logger.warning("ONNX Runtime path unavailable (%s); scoring with torch fp32", exc)
             return SpeedPlan("torch", "fp32", f"fallback: {exc}")

@@ -35,7 +35,7 @@ import os
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -463,21 +463,33 @@ def start_scorer(
     threads: int,
     cache_dir: str | os.PathLike[str] | None = None,
     truncation: Truncation = "longest_first",
+    before_session: Callable[[], object] | None = None,
 ) -> OnnxScorer:
     """Export (or reuse) ``hf_model`` at ``precision`` and return a scorer for it.
 
-    Raises :class:`~rerank_core.MissingDependencyError` without the ``fast`` extra and
-    :class:`OnnxExportError` when the model cannot be exported or fails its check.
+    ``before_session`` runs once the export is on disk and before ONNX Runtime loads it
+    (a backend frees the torch weights it owns there, so that the two copies are never
+    in memory at once). Raises :class:`~rerank_core.MissingDependencyError` without the
+    ``fast`` extra and :class:`OnnxExportError` when the model cannot be exported, fails
+    its check, or its file cannot be loaded (a damaged file is removed from the cache,
+    so the next load exports again).
     """
     if not hasattr(hf_model, "config") or not hasattr(hf_tokenizer, "backend_tokenizer"):
         raise OnnxExportError(
             "only a transformers model with a fast tokenizer can be exported to ONNX"
         )
     path = ensure_onnx_model(hf_model, hf_tokenizer, precision, cache_dir=cache_dir)
-    return OnnxScorer(
-        path,
-        hf_tokenizer.backend_tokenizer.to_str(),
-        max_length=max_length,
-        threads=threads,
-        truncation=truncation,
-    )
+    tokenizer_json = hf_tokenizer.backend_tokenizer.to_str()
+    if before_session is not None:
+        before_session()
+    try:
+        return OnnxScorer(
+            path, tokenizer_json, max_length=max_length, threads=threads, truncation=truncation
+        )
+    except OnnxExportError:
+        raise
+    except Exception as exc:
+        path.unlink(missing_ok=True)
+        raise OnnxExportError(
+            f"could not load the exported model {path}: {type(exc).__name__}: {exc}"
+        ) from exc
