@@ -127,6 +127,19 @@ def main() -> int:
         if name == "flag":
             fr = FlagReranker(str(model_dir), use_fp16=False, devices=["cpu"])
             return lambda q, ts: fr.compute_score([[q, t] for t in ts])
+        if name == "llamaindex":
+            from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+            from llama_index.postprocessor.flag_embedding_reranker import FlagEmbeddingReranker
+
+            li = FlagEmbeddingReranker(model=str(model_dir), top_n=10_000)
+
+            def li_run(q: str, ts: list[str]) -> list[float]:
+                nodes = [NodeWithScore(node=TextNode(text=t, id_=str(i))) for i, t in enumerate(ts)]
+                out = li.postprocess_nodes(nodes, query_bundle=QueryBundle(q))
+                by_id = {n.node.node_id: float(n.score or 0.0) for n in out}
+                return [by_id[str(i)] for i in range(len(ts))]
+
+            return li_run
         options = {
             "torch": {"runtime": "torch"},
             "default": {},
@@ -137,8 +150,15 @@ def main() -> int:
         return rr.score
 
     names = ["flag", "torch", "default", "int8"]
+    try:  # the LlamaIndex peer, when its package is installed (the dev group has it)
+        import llama_index.postprocessor.flag_embedding_reranker  # noqa: F401
+
+        names.insert(1, "llamaindex")
+    except ImportError:
+        pass
     labels = {
         "flag": "FlagEmbedding FlagReranker.compute_score (defaults)",
+        "llamaindex": "LlamaIndex FlagEmbeddingReranker",
         "torch": "crossrank bge, runtime='torch' (fp32, padded batches)",
         "default": "crossrank bge default (ONNX Runtime fp32)",
         "int8": "crossrank bge precision='int8' (ONNX Runtime)",
