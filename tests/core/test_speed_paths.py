@@ -239,8 +239,17 @@ def test_export_is_cached_by_weight_digest(
     folders = list((onnx_cache / "onnx").iterdir())
     assert len(folders) == 1
     files = {p.name for p in folders[0].iterdir()}
-    assert {"model.fp32.onnx", "model.int8.onnx", "meta.json"} <= files
-    assert not [n for n in files if ".tmp" in n]
+    assert files == {
+        "model.fp32.onnx",
+        "model.fp32.onnx.data",
+        "model.int8.onnx",
+        "model.int8.onnx.data",
+        "meta.json",
+    }  # nothing half-written or staged is left behind
+    # the weights sit in the .data files, which ONNX Runtime maps instead of copying
+    for name in ("model.fp32.onnx", "model.int8.onnx"):
+        model_file = folders[0] / name
+        assert model_file.stat().st_size < onnx_runtime.data_file(model_file).stat().st_size
     assert json.loads((folders[0] / "meta.json").read_text())["recipe"] == onnx_runtime.RECIPE
 
     def no_export(*a: Any, **k: Any) -> None:
@@ -250,6 +259,17 @@ def test_export_is_cached_by_weight_digest(
     monkeypatch.setattr(onnx_runtime, "_quantize_int8", no_export)
     again = CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=onnx_cache)
     assert again.score_pairs([(QUERY, TEXTS[0])]) == fast.score_pairs([(QUERY, TEXTS[0])])
+
+    # an entry from before weights files were used (weights inside the model file) is
+    # exported again in the current layout, with the same scores
+    monkeypatch.undo()
+    folder = folders[0]
+    for name in ("model.fp32.onnx", "model.int8.onnx"):
+        onnx_runtime.data_file(folder / name).unlink()
+    (folder / "model.int8.onnx").write_bytes(b"an old file")
+    redone = CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=onnx_cache)
+    assert onnx_runtime.data_file(folder / "model.int8.onnx").is_file()
+    assert redone.score_pairs([(QUERY, TEXTS[0])]) == fast.score_pairs([(QUERY, TEXTS[0])])
 
     # other weights: another digest, another folder
     ce = st.CrossEncoder(str(minilm_path), device="cpu")
@@ -331,6 +351,7 @@ def test_a_damaged_cached_export_is_removed_and_named(
     with pytest.raises(ModelLoadError, match="could not load the exported model") as info:
         CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=cache)
     assert str(damaged) in str(info.value) and not damaged.exists()
+    assert not damaged.with_name(damaged.name + ".data").exists()
     again = CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=cache)
     assert damaged.is_file() and again.score_pairs(
         [("a", "b")]

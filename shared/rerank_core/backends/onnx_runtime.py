@@ -10,11 +10,13 @@
   measured, ONNX Runtime runs the plain export's int8 graph faster than the fused one
   (whose fused attention keeps its projections in fp32), and per-channel scales halve
   the error of per-tensor ones at the same speed.
-* **Cache**: ``<cache>/onnx/<digest>/model.<precision>.onnx``, where the digest covers
+* **Cache**: ``<cache>/onnx/<digest>/model.<precision>.onnx`` with its weights in
+  ``model.<precision>.onnx.data`` beside it (ONNX Runtime maps that file instead of
+  copying the weights into memory), where the digest covers
   the weights, the config, the export recipe and the torch / onnxruntime versions;
   ``<cache>`` is ``$CROSSRANK_CACHE_DIR`` or ``~/.cache/crossrank``. Files are
-  written to a temporary name and renamed, so concurrent processes never see a
-  half-written model.
+  written in a private folder and moved into place, weights first, so concurrent
+  processes never see a half-written model.
 * **Scoring** runs each (query, window) pair as its own sequence: no padding, and a
   pair's score never depends on what it was batched with (dynamic int8 quantizes
   with a per-tensor scale, so batching would make scores depend on the neighbours).
@@ -159,11 +161,46 @@ def _quiet() -> Iterator[None]:
         root.removeFilter(f)
 
 
-def _atomic_target(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.onnx", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache may be shared by users of a host
-    return Path(tmp)
+def data_file(path: Path) -> Path:
+    """Where a model file's weights live: ``<name>.onnx.data`` beside it."""
+    return path.with_name(path.name + ".data")
+
+
+@contextlib.contextmanager
+def _staging(path: Path) -> Iterator[Path]:
+    """A private folder beside ``path`` to write the model (and its weights file) into;
+    on success both are moved into place, weights first, so a reader that sees the model
+    file always finds its weights. Concurrent writers write identical files."""
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))
+    staged = stage / path.name
+    try:
+        yield staged
+        for f in (data_file(staged), staged):
+            os.chmod(f, 0o644)  # the cache may be shared by users of a host
+        os.replace(data_file(staged), data_file(path))
+        os.replace(staged, path)
+    finally:
+        for f in stage.iterdir():
+            f.unlink(missing_ok=True)
+        stage.rmdir()
+
+
+def _to_external_data(path: Path) -> None:
+    """Rewrite a model so that its weights sit in ``<name>.data`` beside it: ONNX Runtime
+    then maps them from the file instead of copying them into memory (a fraction of the
+    peak and resident memory, the same speed, pages shared by processes)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    path.unlink()
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data_file(path).name,
+        size_threshold=0,
+    )
 
 
 def _export_fp32(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types: bool) -> None:
@@ -174,7 +211,9 @@ def _export_fp32(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types:
         model.set_attn_implementation("eager")
     names = list(_INPUTS if with_token_types else _INPUTS[:2])
     enc = hf_tokenizer(
-        [q for q, _ in _PROBE[:2]], [t for _, t in _PROBE[:2]], padding=True,
+        [q for q, _ in _PROBE[:2]],
+        [t for _, t in _PROBE[:2]],
+        padding=True,
         truncation=True,
         max_length=_PROBE_TOKENS,
         return_tensors="pt",
@@ -182,13 +221,12 @@ def _export_fp32(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types:
     args = tuple(enc[n] for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["logits"] = {0: "batch"}
-    tmp = _atomic_target(path)
-    try:
+    with _staging(path) as staged:
         with _quiet(), torch.no_grad():
             torch.onnx.export(
                 _LogitsOnly.wrap(model, with_token_types),
                 args,
-                str(tmp),
+                str(staged),
                 input_names=names,
                 output_names=["logits"],
                 dynamic_axes=axes,
@@ -196,32 +234,38 @@ def _export_fp32(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types:
                 dynamo=False,
                 do_constant_folding=True,
             )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        del model
+        _to_external_data(staged)
 
 
 def _quantize_int8(src: Path, path: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    tmp = _atomic_target(path)
-    try:
-        with _quiet():
-            quantize_dynamic(
-                src,
-                tmp,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=["MatMul"],
-                extra_options={
-                    "MatMulConstBOnly": True,
-                    "DefaultTensorType": onnx.TensorProto.FLOAT,
-                },
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _staging(path) as staged, _quiet():
+        quantize_dynamic(
+            src,
+            staged,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            use_external_data_format=True,  # weights in <name>.data (see _to_external_data)
+            extra_options={
+                "MatMulConstBOnly": True,
+                "DefaultTensorType": onnx.TensorProto.FLOAT,
+            },
+        )
+
+
+def _remove(path: Path) -> None:
+    """Drop a cached model and its weights file (the next load exports it again)."""
+    for f in (data_file(path), path):
+        f.unlink(missing_ok=True)
+
+
+def _complete(path: Path) -> bool:
+    """A cached model in the current layout: the model file and its weights file."""
+    return path.is_file() and data_file(path).is_file()
 
 
 _export_lock = threading.Lock()
@@ -247,16 +291,16 @@ def ensure_onnx_model(
     fp32 = folder / "model.fp32.onnx"
     target = folder / f"model.{precision}.onnx"
     with _export_lock:
-        if target.is_file():
+        if _complete(target):
             _touch(folder)
             return target
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            if not fp32.is_file():
+            if not _complete(fp32):  # absent, or written before weights files were used
                 logger.info("exporting %s to ONNX in %s", type(hf_model).__name__, folder)
                 _export_fp32(hf_model, hf_tokenizer, fp32, with_token_types)
                 _check_export(hf_model, hf_tokenizer, fp32, with_token_types)
-            if precision == "int8" and not target.is_file():
+            if precision == "int8" and not _complete(target):
                 _quantize_int8(fp32, target)
             meta = {
                 "recipe": RECIPE,
@@ -328,7 +372,7 @@ def _check_export(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types
     got = sess.run(None, {n: enc[n].numpy().astype(np.int64) for n in names})[0]
     err = float(np.max(np.abs(got - ref)))
     if not np.isfinite(err) or err > 1e-3 * (1.0 + float(np.max(np.abs(ref)))):
-        path.unlink(missing_ok=True)
+        _remove(path)
         raise OnnxExportError(
             f"the ONNX export of {type(hf_model).__name__} differs from torch by {err:.3g}"
         )
@@ -489,7 +533,7 @@ def start_scorer(
     except OnnxExportError:
         raise
     except Exception as exc:
-        path.unlink(missing_ok=True)
+        _remove(path)
         raise OnnxExportError(
             f"could not load the exported model {path}: {type(exc).__name__}: {exc}"
         ) from exc
