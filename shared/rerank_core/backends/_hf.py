@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "missing",
     "release_weights",
     "resolve_device",
+    "torch_threads",
     "weights_digest",
     "weights_released",
 ]
@@ -31,6 +33,21 @@ def release_weights(module: Any) -> None:
         module.to("meta")
     except Exception:  # best effort: keeping the weights is only a cost in memory
         return
+
+
+@contextlib.contextmanager
+def torch_threads(torch: Any, threads: int | None) -> Iterator[None]:
+    """torch's global thread count set to ``threads`` while the block runs (the caller's
+    setting comes back afterwards); left alone when ``threads`` is None."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def weights_released(module: Any) -> bool:

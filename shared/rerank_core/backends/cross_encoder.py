@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ from ._hf import (
     missing,
     release_weights,
     resolve_device,
+    torch_threads,
     weights_digest,
     weights_released,
 )
@@ -137,7 +137,7 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
                 owned = True
             ce.max_seq_length = self._max_length
         self._threads = num_threads or default_threads()
-        self._num_threads_given = num_threads is not None
+        self._torch_num_threads = num_threads  # torch's global setting: only if given
         self._onnx: Any = None
         head = _head_digest(ce)  # before the ONNX path may free the weights
         if plan.runtime == "onnx":
@@ -237,7 +237,8 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
             with self._lock:
                 if self._onnx is not None:
                     return list(self._onnx.score(pairs))
-                with self._torch_threads(), self._torch.inference_mode():
+                threads = torch_threads(self._torch, self._torch_num_threads)
+                with threads, self._torch.inference_mode():
                     if self._per_pair:
                         return [self._predict([p])[0] for p in pairs]
                     return self._predict(pairs)
@@ -256,19 +257,6 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
         )
         flat = scores.reshape(len(pairs), -1)[:, -1] if scores.ndim > 1 else scores
         return [float(s) for s in flat]
-
-    @contextlib.contextmanager
-    def _torch_threads(self) -> Iterator[None]:
-        """torch's global thread count, set only while scoring and only if asked for."""
-        if not self._num_threads_given:
-            yield
-            return
-        before = self._torch.get_num_threads()
-        self._torch.set_num_threads(self._threads)
-        try:
-            yield
-        finally:
-            self._torch.set_num_threads(before)
 
     def close(self) -> None:
         """Stop the ONNX worker threads (they also stop with the process)."""

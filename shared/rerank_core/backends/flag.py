@@ -18,12 +18,11 @@ as its own sequence, with the same scores as ``compute_score`` and no padding.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -38,6 +37,7 @@ from ._hf import (
     missing,
     release_weights,
     resolve_device,
+    torch_threads,
     weights_digest,
     weights_released,
 )
@@ -221,7 +221,7 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
         self._encoder = copy.deepcopy(reranker.tokenizer)
         self._lock = threading.Lock()
         self._threads = num_threads or default_threads()
-        self._num_threads_given = num_threads is not None
+        self._torch_num_threads = num_threads  # torch's global setting: only if given
         self._onnx: Any = None
         self.plan = self._plan_speed(precision, runtime, onnx_cache_dir)
         self.runtime = self.plan.runtime
@@ -305,7 +305,8 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
             if self._onnx is not None:
                 cut = self._cut_queries([q for q, _ in pairs])
                 return list(self._onnx.score([(q, p[1]) for q, p in zip(cut, pairs, strict=True)]))
-            with self._lock, self._torch_threads(), torch.inference_mode():
+            threads = torch_threads(self._torch, self._torch_num_threads)
+            with self._lock, threads, torch.inference_mode():
                 self._check_model()
                 queries = self._cut_queries([q for q, _ in pairs])
                 batch = self._encoder(
@@ -323,19 +324,6 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
         except Exception as exc:
             raise BackendError(f"BGE reranker {self.model_id!r} failed: {exc}") from exc
         return [float(s) for s in scores]
-
-    @contextlib.contextmanager
-    def _torch_threads(self) -> Iterator[None]:
-        """torch's global thread count, set only while scoring and only if asked for."""
-        if not self._num_threads_given:
-            yield
-            return
-        before = self._torch.get_num_threads()
-        self._torch.set_num_threads(self._threads)
-        try:
-            yield
-        finally:
-            self._torch.set_num_threads(before)
 
     def close(self) -> None:
         """Stop the ONNX worker threads (they also stop with the process)."""

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -435,6 +436,30 @@ def _max_diff(a: list[Any], b: list[Any]) -> float:
     return worst
 
 
+def _all_at_once(calls: list[Callable[[], Any]], errors: list[str]) -> tuple[float, list[Any]]:
+    """Run every call on its own thread, released together; the wall time from release
+    to the last one's end, and the results (None where a call raised: its error, e.g. a
+    tokenizer "Already borrowed" race, is added to ``errors``, never silent)."""
+    got: list[Any] = [None] * len(calls)
+    gate = threading.Barrier(len(calls) + 1)
+
+    def run(i: int) -> None:
+        gate.wait()
+        try:
+            got[i] = calls[i]()
+        except Exception as exc:
+            errors.append(f"thread {i}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for th in threads:
+        th.start()
+    gate.wait()
+    t0 = time.perf_counter()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t0, got
+
+
 def time_concurrency(
     model: str, callers: list[Job], rounds: int, label: str, **options: Any
 ) -> ConcurrencyResult:
@@ -457,24 +482,8 @@ def time_concurrency(
         solo = [rr.rerank(q, ts) for q, ts in callers]
         seq_t.append(time.perf_counter() - t0)
 
-        got: list[Any] = [None] * len(callers)
-        barrier = threading.Barrier(len(callers) + 1)
-
-        def call(i: int, out: list[Any] = got, gate: threading.Barrier = barrier) -> None:
-            gate.wait()
-            try:
-                out[i] = rr.rerank(*callers[i])
-            except Exception as exc:  # recorded, reported, never silent
-                errors.append(f"thread {i}: {type(exc).__name__}: {exc}")
-
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(callers))]
-        for th in threads:
-            th.start()
-        barrier.wait()
-        t0 = time.perf_counter()
-        for th in threads:
-            th.join()
-        thr_t.append(time.perf_counter() - t0)
+        seconds, got = _all_at_once([partial(rr.rerank, *job) for job in callers], errors)
+        thr_t.append(seconds)
         identical &= got == solo
         diff = max(diff, _max_diff(got, solo))
 
@@ -529,24 +538,8 @@ def time_peer_concurrency(model: str, callers: list[Job], rounds: int) -> Concur
         t0 = time.perf_counter()
         solo = [one(job) for job in callers]
         seq_t.append(time.perf_counter() - t0)
-        got: list[Any] = [None] * len(callers)
-        barrier = threading.Barrier(len(callers) + 1)
-
-        def call(i: int, out: list[Any] = got, gate: threading.Barrier = barrier) -> None:
-            gate.wait()
-            try:
-                out[i] = one(callers[i])
-            except Exception as exc:  # e.g. a tokenizer "Already borrowed" race
-                errors.append(f"thread {i}: {type(exc).__name__}: {exc}")
-
-        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(callers))]
-        for th in threads:
-            th.start()
-        barrier.wait()
-        t0 = time.perf_counter()
-        for th in threads:
-            th.join()
-        thr_t.append(time.perf_counter() - t0)
+        seconds, got = _all_at_once([partial(one, job) for job in callers], errors)
+        thr_t.append(seconds)
 
         async def many() -> list[Any]:
             return list(await asyncio.gather(*(asyncio.to_thread(one, job) for job in callers)))
