@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import rerank_core
 
 HEAVY = ("torch", "transformers", "FlagEmbedding", "cohere", "llama_index", "langchain_core",
@@ -54,3 +55,15 @@ def test_unknown_backend_is_config_error() -> None:
 
     with pytest.raises(rerank_core.ConfigError, match="known backends"):
         rerank_core.Reranker("nope")
+
+
+def test_an_option_a_backend_does_not_take_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(rerank_core.BACKENDS, "kw-test", "helpers:KeywordBackend")
+    with pytest.raises(rerank_core.ConfigError, match=r"'kw-test' takes no option 'precison'"):
+        rerank_core.load_backend("kw-test", precison="int8")  # a typo, caught by name
+    assert rerank_core.load_backend("kw-test") is not None
+    # the Cohere backend (SDK installed in dev) is checked before anything is built
+    with pytest.raises(rerank_core.ConfigError, match="takes no option 'precision'"):
+        rerank_core.Reranker("cohere", precision="int8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from ..errors import ConfigError
@@ -35,5 +36,28 @@ def load_backend(name: str, **options: Any) -> Backend:
     module_name, _, attr = target.partition(":")
     module = importlib.import_module(module_name)
     cls = getattr(module, attr)
+    _check_options(name, cls, options)
     backend: Backend = cls(**options)
     return backend
+
+
+def _check_options(name: str, cls: Any, options: dict[str, Any]) -> None:
+    """A ConfigError naming an option the backend does not take (not a TypeError from
+    deep inside its constructor)."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: let the constructor judge
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    takes = [
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise ConfigError(
+            f"backend {name!r} takes no option {', '.join(map(repr, unknown))}; "
+            f"its options: {', '.join(takes)}"
+        )

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import CrossrankError, MissingDependencyError, ModelLoadError
+from ..errors import ConfigError, CrossrankError, MissingDependencyError, ModelLoadError
 
 __all__ = ["add_arguments", "run"]
 
@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="minilm", help="backend preset (minilm, bge, cohere)")
     p.add_argument("--model", help="model id or local directory (default: the preset's)")
     p.add_argument("--device", default=None, help="cpu (default), auto, cuda:0, ...")
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="minilm: auto (default), exact, int8, bf16, fp16; bge: auto, exact, int8, fp16",
+    )
     p.add_argument("--candidates", type=int, default=20, help="first-stage (BM25) candidates")
     p.add_argument("--top-n", type=int, default=5, help="passages to keep after reranking")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -95,12 +100,17 @@ def run(args: argparse.Namespace) -> int:
         options["model"] = args.model
     if args.device:
         options["device"] = args.device
+    if args.precision:
+        options["precision"] = args.precision
     t0 = time.perf_counter()
     try:
         reranker = Reranker(args.backend, **options)
     except MissingDependencyError as exc:
         print(f"crossrank rerank: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"crossrank rerank: {exc}", file=sys.stderr)
+        return 2
     except ModelLoadError as exc:
         print(f"crossrank rerank: {exc}\n\n{LOCAL_HINT}", file=sys.stderr)
         return 1
