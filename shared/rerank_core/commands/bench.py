@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import math
+import operator
 import os
 import platform
 import resource
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import partial
@@ -425,15 +426,11 @@ class ConcurrencyResult:
     errors: list[str]
 
 
-def _max_diff(a: list[Any], b: list[Any]) -> float:
-    worst = 0.0
-    for x, y in zip(a, b, strict=True):
-        if x is None or y is None:
-            return math.inf
-        sx = {r.index: r.score for r in x}
-        sy = {r.index: r.score for r in y}
-        worst = max([worst, *(abs(sx[i] - sy[i]) for i in sx)])
-    return worst
+def _score_diff(x: list[Any], y: list[Any]) -> float:
+    """Largest score difference between two rankings of the same texts."""
+    sx = {r.index: r.score for r in x}
+    sy = {r.index: r.score for r in y}
+    return max((abs(sx[i] - sy[i]) for i in sx), default=0.0)
 
 
 def _all_at_once(calls: list[Callable[[], Any]], errors: list[str]) -> tuple[float, list[Any]]:
@@ -460,42 +457,46 @@ def _all_at_once(calls: list[Callable[[], Any]], errors: list[str]) -> tuple[flo
     return time.perf_counter() - t0, got
 
 
-def time_concurrency(
-    model: str, callers: list[Job], rounds: int, label: str, **options: Any
+def _time_callers(
+    label: str,
+    callers: list[Job],
+    rounds: int,
+    call: Callable[[Job], Any],
+    acall: Callable[[Job], Awaitable[Any]],
+    same: Callable[[Any, Any], bool],
+    diff: Callable[[Any, Any], float],
 ) -> ConcurrencyResult:
-    """``len(callers)`` callers at once (threads; asyncio tasks) vs the same calls in a row."""
-    from ..backends.cross_encoder import CrossEncoderBackend
-    from ..engine import Reranker
-
-    backend = CrossEncoderBackend(model, **options)
-    rr = Reranker(backend, cache=None)
-    rr.rerank(*callers[0])  # warm-up
+    """The calls one after another, then all at once on threads, then all at once as
+    asyncio tasks; each concurrent result is compared with the solo one."""
+    call(callers[0])  # warm-up
     pairs = sum(len(ts) for _, ts in callers)
     seq_t: list[float] = []
     thr_t: list[float] = []
     aio_t: list[float] = []
     identical = True
-    diff = 0.0
+    worst = 0.0
     errors: list[str] = []
     for _ in range(rounds):
         t0 = time.perf_counter()
-        solo = [rr.rerank(q, ts) for q, ts in callers]
+        solo = [call(job) for job in callers]
         seq_t.append(time.perf_counter() - t0)
 
-        seconds, got = _all_at_once([partial(rr.rerank, *job) for job in callers], errors)
+        seconds, got = _all_at_once([partial(call, job) for job in callers], errors)
         thr_t.append(seconds)
-        identical &= got == solo
-        diff = max(diff, _max_diff(got, solo))
 
         async def many() -> list[Any]:
-            return list(await asyncio.gather(*(rr.arerank(q, ts) for q, ts in callers)))
+            return list(await asyncio.gather(*(acall(job) for job in callers)))
 
         t0 = time.perf_counter()
         agot = asyncio.run(many())
         aio_t.append(time.perf_counter() - t0)
-        identical &= agot == solo
-        diff = max(diff, _max_diff(agot, solo))
-    stats = rr.batcher_stats
+        for results in (got, agot):
+            for a, b in zip(results, solo, strict=True):
+                if a is None:  # the call raised (recorded in errors)
+                    identical, worst = False, math.inf
+                    continue
+                identical &= same(a, b)
+                worst = max(worst, diff(a, b))
     seq = pairs / statistics.median(seq_t)
     thr = pairs / statistics.median(thr_t)
     aio = pairs / statistics.median(aio_t)
@@ -509,10 +510,32 @@ def time_concurrency(
         threads_ratio=thr / seq,
         asyncio_ratio=aio / seq,
         identical=identical and not errors,
-        max_abs_diff=diff,
-        max_requests_per_generation=stats.max_requests_per_generation if stats else 0,
+        max_abs_diff=worst,
+        max_requests_per_generation=0,
         errors=errors[:5],
     )
+
+
+def time_concurrency(
+    model: str, callers: list[Job], rounds: int, label: str, **options: Any
+) -> ConcurrencyResult:
+    """``len(callers)`` callers at once (threads; asyncio tasks) vs the same calls in a row."""
+    from ..backends.cross_encoder import CrossEncoderBackend
+    from ..engine import Reranker
+
+    rr = Reranker(CrossEncoderBackend(model, **options), cache=None)
+    result = _time_callers(
+        label,
+        callers,
+        rounds,
+        lambda job: rr.rerank(*job),
+        lambda job: rr.arerank(*job),
+        operator.eq,
+        _score_diff,
+    )
+    stats = rr.batcher_stats
+    result.max_requests_per_generation = stats.max_requests_per_generation if stats else 0
+    return result
 
 
 def time_peer_concurrency(model: str, callers: list[Job], rounds: int) -> ConcurrencyResult:
@@ -527,47 +550,14 @@ def time_peer_concurrency(model: str, callers: list[Job], rounds: int) -> Concur
         q, ts = job
         return np.asarray(ce.predict([(q, t) for t in ts], show_progress_bar=False))
 
-    one(callers[0])  # warm-up
-    pairs = sum(len(ts) for _, ts in callers)
-    seq_t: list[float] = []
-    thr_t: list[float] = []
-    aio_t: list[float] = []
-    diff = 0.0
-    errors: list[str] = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        solo = [one(job) for job in callers]
-        seq_t.append(time.perf_counter() - t0)
-        seconds, got = _all_at_once([partial(one, job) for job in callers], errors)
-        thr_t.append(seconds)
-
-        async def many() -> list[Any]:
-            return list(await asyncio.gather(*(asyncio.to_thread(one, job) for job in callers)))
-
-        t0 = time.perf_counter()
-        agot = asyncio.run(many())
-        aio_t.append(time.perf_counter() - t0)
-        for a, b, c in zip(got, agot, solo, strict=True):
-            if a is None:
-                diff = math.inf
-                continue
-            diff = max(diff, float(np.max(np.abs(a - c))), float(np.max(np.abs(b - c))))
-    seq = pairs / statistics.median(seq_t)
-    thr = pairs / statistics.median(thr_t)
-    aio = pairs / statistics.median(aio_t)
-    return ConcurrencyResult(
-        label="sentence-transformers CrossEncoder.predict (peer, no batcher)",
-        callers=len(callers),
-        passages=len(callers[0][1]),
-        sequential_pairs_per_s=seq,
-        threads_pairs_per_s=thr,
-        asyncio_pairs_per_s=aio,
-        threads_ratio=thr / seq,
-        asyncio_ratio=aio / seq,
-        identical=diff == 0.0 and not errors,
-        max_abs_diff=diff,
-        max_requests_per_generation=0,
-        errors=errors[:5],
+    return _time_callers(
+        "sentence-transformers CrossEncoder.predict (peer, no batcher)",
+        callers,
+        rounds,
+        one,
+        lambda job: asyncio.to_thread(one, job),
+        lambda a, b: bool(np.array_equal(a, b)),
+        lambda a, b: float(np.max(np.abs(a - b))),
     )
 
 
