@@ -23,6 +23,7 @@ __all__ = [
     "INT8_DOT_FLAGS",
     "CpuInfo",
     "SpeedPlan",
+    "check_speed_options",
     "cpu_info",
     "default_threads",
     "onnxruntime_available",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 Runtime = Literal["torch", "onnx"]
+RUNTIMES = ("auto", "torch", "onnx")  # what a backend's ``runtime`` option takes
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 
 # x86 flags as Linux names them in /proc/cpuinfo; "asimddp" is Arm's int8 dot product.
@@ -114,6 +116,23 @@ def default_threads(info: CpuInfo | None = None) -> int:
     if env and env.isdigit() and int(env) > 0:
         return int(env)
     return max(1, min(info.cores, 16))
+
+
+def check_speed_options(
+    precision: str, runtime: str, num_threads: object, precisions: tuple[str, ...]
+) -> None:
+    """A backend's ``precision`` (one of ``precisions``), ``runtime`` and ``num_threads``
+    options, checked at construction: a ConfigError naming the bad one."""
+    from ..errors import ConfigError
+
+    if precision not in precisions:
+        raise ConfigError(f"precision must be one of {', '.join(precisions)}; got {precision!r}")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
+    if num_threads is not None and (
+        isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise ConfigError(f"num_threads must be a positive int, got {num_threads!r}")
 
 
 def onnxruntime_available() -> bool:

@@ -15,7 +15,14 @@ from typing import Any, Literal
 from ..errors import BackendError, ConfigError
 from ..types import Pair, ScoreScale
 from ._base import BackendBase
-from ._cpu import SpeedPlan, cpu_info, default_threads, onnxruntime_available, plan_speed
+from ._cpu import (
+    SpeedPlan,
+    check_speed_options,
+    cpu_info,
+    default_threads,
+    onnxruntime_available,
+    plan_speed,
+)
 from ._hf import (
     HFTokenizer,
     fingerprint_of,
@@ -37,7 +44,6 @@ DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 Precision = Literal["auto", "exact", "fp32", "bf16", "fp16", "int8"]
 Runtime = Literal["auto", "torch", "onnx"]
 _PRECISIONS = ("auto", "exact", "fp32", "bf16", "fp16", "int8")
-_RUNTIMES = ("auto", "torch", "onnx")
 
 
 class CrossEncoderBackend(BackendBase["_SpanMemo"]):
@@ -91,18 +97,9 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
             from sentence_transformers import CrossEncoder
         except ImportError as exc:
             raise missing("sentence-transformers", "minilm", exc) from exc
-        if precision not in _PRECISIONS:
-            raise ConfigError(
-                f"precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}"
-            )
-        if runtime not in _RUNTIMES:
-            raise ConfigError(f"runtime must be one of {', '.join(_RUNTIMES)}; got {runtime!r}")
+        check_speed_options(precision, runtime, num_threads, _PRECISIONS)
         if max_length is not None and (not isinstance(max_length, int) or max_length < 8):
             raise ConfigError(f"max_length must be an int >= 8, got {max_length!r}")
-        if num_threads is not None and (
-            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
-        ):
-            raise ConfigError(f"num_threads must be a positive int, got {num_threads!r}")
         self._torch = torch
         owned = not isinstance(model, CrossEncoder)
         if isinstance(model, CrossEncoder):

@@ -29,7 +29,7 @@ from typing import Any, Literal, cast
 from ..errors import BackendError, ConfigError, ModelLoadError
 from ..types import Pair, ScoreScale
 from ._base import BackendBase
-from ._cpu import SpeedPlan, default_threads, onnxruntime_available
+from ._cpu import SpeedPlan, check_speed_options, default_threads, onnxruntime_available
 from ._hf import (
     HFTokenizer,
     fingerprint_of,
@@ -54,7 +54,6 @@ logger = logging.getLogger("crossrank")
 Precision = Literal["auto", "exact", "fp32", "fp16", "int8"]
 Runtime = Literal["auto", "torch", "onnx"]
 _PRECISIONS = ("auto", "exact", "fp32", "fp16", "int8")
-_RUNTIMES = ("auto", "torch", "onnx")
 
 
 class FlagRerankerBackend(BackendBase[HFTokenizer]):
@@ -109,19 +108,10 @@ class FlagRerankerBackend(BackendBase[HFTokenizer]):
             )
         if not isinstance(fp16, bool):
             raise ConfigError(f"fp16 must be True or False, got {fp16!r}")
-        if precision not in _PRECISIONS:
-            raise ConfigError(
-                f"precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}"
-            )
-        if runtime not in _RUNTIMES:
-            raise ConfigError(f"runtime must be one of {', '.join(_RUNTIMES)}; got {runtime!r}")
+        check_speed_options(precision, runtime, num_threads, _PRECISIONS)
         if fp16 and precision not in ("auto", "fp16"):
             raise ConfigError(f"fp16=True contradicts precision={precision!r}")
         fp16 = fp16 or precision == "fp16"
-        if num_threads is not None and (
-            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
-        ):
-            raise ConfigError(f"num_threads must be a positive int, got {num_threads!r}")
         if max_length is not None and (
             isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8
         ):
