@@ -10,8 +10,10 @@ built-in the caller would naturally expect (``ValueError`` for bad input,
     ├── InputError(ValueError)             bad call arguments
     │   ├── EmptyQueryError                blank or non-string query
     │   └── InvalidTextError               None / non-string text; has .index
+    ├── DependencyError(ImportError)       an optional package can't be used
+    │   ├── MissingDependencyError         not installed; names the extra to install
+    │   └── BrokenDependencyError          installed but fails to import; shows why
     ├── BackendError                       the model or API failed while scoring
-    │   ├── MissingDependencyError(ImportError)   names the extra to install
     │   ├── ModelLoadError                 a model could not be loaded
     │   └── APIError                       an HTTP reranking API failed; has .status_code
     │       ├── AuthenticationError        401/403: the key was rejected
@@ -28,9 +30,11 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BackendError",
+    "BrokenDependencyError",
     "CacheError",
     "ConfigError",
     "CrossrankError",
+    "DependencyError",
     "EmptyQueryError",
     "InputError",
     "InvalidTextError",
@@ -69,12 +73,28 @@ class BackendError(CrossrankError):
     """The backend (model or API) failed while loading or scoring."""
 
 
-class MissingDependencyError(BackendError, ImportError):
-    """A backend's optional dependency is not installed; the message names the extra."""
+class DependencyError(CrossrankError, ImportError):
+    """An optional package that a feature needs cannot be used.
 
-    def __init__(self, message: str, *, extra: str) -> None:
+    ``package`` is the distribution name, ``extra`` the crossrank extra that installs it.
+    """
+
+    def __init__(self, message: str, *, extra: str, package: str = "") -> None:
         super().__init__(message)
         self.extra = extra
+        self.package = package
+
+
+class MissingDependencyError(DependencyError):
+    """An optional package is not installed; the message names the extra to install."""
+
+
+class BrokenDependencyError(DependencyError):
+    """An optional package is installed but fails to import (usually a version conflict).
+
+    The message names the package and its version and shows the underlying error;
+    ``__cause__`` is that error.
+    """
 
 
 class ModelLoadError(BackendError):

@@ -30,7 +30,8 @@ def test_public_surface_is_pinned() -> None:
             "Backend", "BackendError", "BatcherStats", "CacheError", "CacheStats",
             "CacheWarning", "ConfigError",
             "CrossrankError", "EmptyQueryError", "InputError", "InvalidTextError", "MemoryCache",
-            "MissingDependencyError", "ModelLoadError", "RankedText", "RateLimitError",
+            "MissingDependencyError", "BrokenDependencyError", "DependencyError",
+            "ModelLoadError", "RankedText", "RateLimitError",
             "RedisCache", "Reranker", "SQLiteCache", "ScoreCache", "TieredCache", "Tokenizer",
             "WindowConfig", "__version__", "load_backend", "register_backend",
         ]
