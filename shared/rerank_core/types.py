@@ -1,13 +1,39 @@
-"""Result type and the protocols a backend implements."""
+"""Result type, the protocol a backend implements and its declared optional capabilities.
+
+A backend must satisfy :class:`Backend`. Everything else is optional and declared,
+never probed: the engine checks the small ``@runtime_checkable`` protocols below with
+``isinstance`` —
+
+* :class:`AsyncBackend`: ``async ascore_pairs(pairs)`` (a truly async client, e.g. HTTP);
+* :class:`SupportsClose`: ``close()`` releases the backend's resources;
+* :class:`SupportsDescribe`: ``describe() -> dict`` with documented facts (backend,
+  model_id, device, runtime, precision, num_threads, onnx_model_path, ...); speed facts
+  are exposed only here, never through ``.model`` / ``.plan`` attributes;
+* :class:`SupportsInfo`: ``info -> BackendInfo``, the facts the engine plans with.
+
+``rerank_core.backends._base.BackendBase`` gives every built-in backend defaults for all
+of them.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["AsyncBackend", "Backend", "Pair", "RankedText", "ScoreScale", "Tokenizer"]
+__all__ = [
+    "AsyncBackend",
+    "Backend",
+    "BackendInfo",
+    "Pair",
+    "RankedText",
+    "ScoreScale",
+    "SupportsClose",
+    "SupportsDescribe",
+    "SupportsInfo",
+    "Tokenizer",
+]
 
 ScoreScale = Literal["logit", "probability"]
 Pair = tuple[str, str]
@@ -89,3 +115,45 @@ class AsyncBackend(Backend, Protocol):
     """A backend whose client is truly asynchronous (e.g. an HTTP API)."""
 
     async def ascore_pairs(self, pairs: Sequence[Pair]) -> list[float]: ...
+
+
+@runtime_checkable
+class SupportsClose(Protocol):
+    """A backend (or cache) that holds resources: ``close()`` releases them."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsDescribe(Protocol):
+    """A backend that describes itself: ``describe()`` returns plain, JSON-able facts.
+
+    Documented keys (a backend fills those that apply): ``backend``, ``model_id``,
+    ``device``, ``runtime``, ``precision``, ``num_threads``, ``onnx_model_path``.
+    """
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendInfo:
+    """Facts a backend declares for the engine.
+
+    ``model_id``: the model's hub id or path (``None`` when not applicable).
+    ``preferred_batch_size``: pairs per call the backend prefers (``None`` = the
+    engine's default, 32). ``micro_batching``: whether concurrent callers should share
+    model batches through the engine's micro-batcher (local models: yes; truly async
+    HTTP backends: no).
+    """
+
+    model_id: str | None = None
+    preferred_batch_size: int | None = None
+    micro_batching: bool = False
+
+
+@runtime_checkable
+class SupportsInfo(Protocol):
+    """A backend that declares its :class:`BackendInfo`."""
+
+    @property
+    def info(self) -> BackendInfo: ...

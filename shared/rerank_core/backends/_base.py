@@ -1,10 +1,11 @@
-"""The read-only protocol properties every built-in backend exposes the same way."""
+"""The read-only protocol properties every built-in backend exposes the same way, and
+defaults for the declared optional capabilities (``info``, ``describe()``, ``close()``)."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from ..types import Tokenizer
+from ..types import AsyncBackend, BackendInfo, Tokenizer
 
 __all__ = ["BackendBase"]
 
@@ -13,11 +14,35 @@ T = TypeVar("T", bound=Tokenizer)
 
 class BackendBase(Generic[T]):
     """Gives ``fingerprint``, ``max_length`` and ``tokenizer`` from attributes the
-    subclass sets while it loads: ``_fingerprint``, ``_max_length`` and ``_tokenizer``."""
+    subclass sets while it loads: ``_fingerprint``, ``_max_length`` and ``_tokenizer``.
+
+    Defaults for the optional capabilities: ``info`` (a subclass may set ``_info`` or
+    override the property; by default a backend without ``ascore_pairs`` is a local model
+    and shares batches through the micro-batcher), ``describe()`` (the backend's class,
+    model id, fingerprint and max_length; subclasses add their facts) and ``close()``
+    (nothing to release)."""
 
     _fingerprint: str
     _max_length: int
     _tokenizer: T
+    _info: BackendInfo | None = None
+
+    @property
+    def info(self) -> BackendInfo:
+        if self._info is not None:
+            return self._info
+        return BackendInfo(micro_batching=not isinstance(self, AsyncBackend))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": type(self).__name__,
+            "model_id": self.info.model_id,
+            "fingerprint": self.fingerprint,
+            "max_length": self.max_length,
+        }
+
+    def close(self) -> None:
+        """Release resources; the default holds none."""
 
     @property
     def fingerprint(self) -> str:
