@@ -111,8 +111,13 @@ class Backend(Protocol):
 
 
 @runtime_checkable
-class AsyncBackend(Backend, Protocol):
-    """A backend whose client is truly asynchronous (e.g. an HTTP API)."""
+class AsyncBackend(Protocol):
+    """Capability: the backend's client is truly asynchronous (e.g. an HTTP API).
+
+    The engine then awaits ``ascore_pairs`` on async paths instead of running
+    ``score_pairs`` in a worker thread. (Checked alone, so ``isinstance`` never
+    evaluates the backend's properties.)
+    """
 
     async def ascore_pairs(self, pairs: Sequence[Pair]) -> list[float]: ...
 
