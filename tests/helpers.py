@@ -1,10 +1,48 @@
-"""A small deterministic backend for engine-logic tests (never a proof of quality)."""
+"""Test helpers: ``need`` for optional packages, and a small deterministic backend for
+engine-logic tests (never a proof of quality)."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 from collections.abc import Sequence
+from types import ModuleType
+
+import pytest
+from rerank_core._deps import installed, package_version
+
+# Every skip that ``need`` makes starts with this; the strict-skip gate in conftest.py
+# reports them as missing packages.
+NOT_INSTALLED = "not installed:"
+
+
+class BrokenPackageError(RuntimeError):
+    """An optional package is installed but fails to import (deliberately not an
+    ImportError: nothing may mistake it for absence)."""
+
+
+def need(module: str, *, why: str = "") -> ModuleType:
+    """Import ``module`` for a test; skip only when it is genuinely absent.
+
+    Unlike ``pytest.importorskip``, an installed package whose import fails (a version
+    conflict such as transformers 5.24 breaking FlagEmbedding) is an error, with the
+    package's version and the underlying import error, never a skip. Works at module level
+    (the whole module is skipped) and inside tests and fixtures.
+    """
+    if not installed(module):
+        reason = f"{NOT_INSTALLED} {module}" + (f" ({why})" if why else "")
+        pytest.skip(reason, allow_module_level=True)
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:
+        version = package_version(module) or "(unknown version)"
+        raise BrokenPackageError(
+            f"{module} {version} is installed but fails to import: "
+            f"{type(exc).__name__}: {exc}. This is a broken environment, not a missing "
+            "package, so the test fails instead of skipping."
+        ) from exc
+
 
 _WORD = re.compile(r"\S+")
 
