@@ -10,7 +10,7 @@ and memory depend on the architecture and the token counts, not on the weights; 
 scores of such a model mean nothing, so only their agreement with crossrank's torch fp32
 scores is reported (max |Δ logit|), never a ranking quality.
 
-    python benchmarks/bge_speed.py [--queries 2] [--candidates 50] [--rounds 3]
+    python -m benchmarks.bge_speed [--queries 2] [--candidates 50] [--rounds 3]
 
 Writes ``benchmarks/results/bge-speed.md`` and ``.json``.
 """
@@ -26,76 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crossrank_lab.bench.common import (
+    bge_shaped_model,
+    cache_dir,
+    load_inputs,
+    machine_facts,
+    peak_rss_mb,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "shared"))
-
-
-def build_model(out: Path, texts: list[str], seed: int = 0) -> Path:
-    """A bge-reranker-base-shaped XLM-R with random weights and a trained tokenizer."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers.trainers import UnigramTrainer
-    from transformers import (
-        XLMRobertaConfig,
-        XLMRobertaForSequenceClassification,
-        XLMRobertaTokenizerFast,
-    )
-
-    if (out / "config.json").is_file():
-        return out
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    trainer = UnigramTrainer(
-        vocab_size=16000, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>"
-    )
-    tok.train_from_iterator(texts, trainer)
-    tok.add_special_tokens(["<mask>"])
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)],
-    )
-    hf_tok = XLMRobertaTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-        model_max_length=512,
-    )
-    config = XLMRobertaConfig(  # BAAI/bge-reranker-base's config.json, weights aside
-        vocab_size=250002,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        max_position_embeddings=514,
-        type_vocab_size=1,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        layer_norm_eps=1e-5,
-        num_labels=1,
-    )
-    torch.manual_seed(seed)
-    model = XLMRobertaForSequenceClassification(config).eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))
-    hf_tok.save_pretrained(str(out))
-    return out
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> int:
@@ -114,13 +53,9 @@ def main() -> int:
     import numpy as np
     from FlagEmbedding import FlagReranker
     from rerank_core import Reranker
-    from rerank_core.backends._cpu import cpu_info, describe
-    from rerank_core.backends.flag import FlagRerankerBackend
-    from rerank_core.commands.bench import load_inputs
 
-    inputs = load_inputs(args.data, args.queries, args.candidates, 0, 0)
-    cache = Path(os.environ.get("CROSSRANK_CACHE_DIR", Path.home() / ".cache" / "crossrank"))
-    model_dir = build_model(args.model_dir or cache / "bench" / "bge-base-shaped", inputs.filler)
+    inputs = load_inputs(args.data, args.queries, args.candidates)
+    model_dir = bge_shaped_model(args.model_dir or cache_dir() / "bge-base-shaped", inputs.filler)
     jobs = inputs.jobs
 
     def make(name: str) -> Any:
@@ -145,8 +80,7 @@ def main() -> int:
             "default": {},
             "int8": {"precision": "int8"},
         }[name]
-        backend = FlagRerankerBackend(str(model_dir), **options)
-        rr = Reranker(backend, cache=None)
+        rr = Reranker("bge", model=str(model_dir), cache=None, **options)
         return rr.score
 
     names = ["flag", "torch", "default", "int8"]
@@ -201,13 +135,14 @@ def main() -> int:
         print(f"round {r + 1}/{args.rounds} done", flush=True)
     mem: dict[str, float] = {}
     for n in names:
-        cmd = [sys.executable, __file__, "--probe", n, "--model-dir", str(model_dir)]
+        cmd = [sys.executable, "-m", "benchmarks.bge_speed", "--probe", n]
+        cmd += ["--model-dir", str(model_dir)]
         cmd += ["--queries", str(args.queries), "--candidates", str(args.candidates)]
         if args.data:
             cmd += ["--data", str(args.data)]
         import subprocess
 
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
         mem[n] = json.loads(res.stdout.strip().splitlines()[-1])["peak_rss_mb"]
     tok = fns["default"].__self__.backend.tokenizer
     sizes = [
@@ -220,16 +155,16 @@ def main() -> int:
         n: statistics.median(f / o for f, o in zip(times["flag"], times[n], strict=True))
         for n in names
     }
-    info = cpu_info()
+    info = machine_facts(fns["default"].__self__.describe())
     lines = [
         "# BGE backend speed (bge-reranker-base architecture, CPU)",
         "",
-        f"- machine: {info.model}, {info.cores} cores ({describe(info.flags)})",
+        f"- machine: {info['cpu']}, {info['cores']} cores ({info['flags']})",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- inputs: {inputs.source}; mean {statistics.fmean(sizes):.0f} tokens per pair",
         "- model: XLMRobertaForSequenceClassification shaped like BAAI/bge-reranker-base, "
         "seeded random weights (speed only)",
-        f"- command: `python benchmarks/bge_speed.py --queries {args.queries} "
+        f"- command: `python -m benchmarks.bge_speed --queries {args.queries} "
         f"--candidates {args.candidates} --rounds {args.rounds}`",
         "",
         "| configuration | pairs/s | × compute_score | peak RSS MB "

@@ -3,7 +3,7 @@
 Reranks the official BM25 top-100 of the 43 DL19 queries with one model in several
 precision modes and scores each run against the NIST qrels with ir-measures::
 
-    python benchmarks/fidelity.py --model models/crossrank-minilm-l6
+    python -m benchmarks.fidelity --model models/crossrank-minilm-l6
 
 Prints and writes ``benchmarks/results/fidelity.md``: nDCG@10 per mode, its difference to
 exact (the target: within 0.002), the largest score difference, top-10 agreement and the
@@ -13,38 +13,12 @@ time each mode took. Needs a *trained* cross-encoder: an untrained head ranks at
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "trec-dl-2019-passage"
-
-
-def load(data: Path) -> tuple[dict[str, str], dict[str, list[str]], dict[str, str], list]:
-    import ir_measures
-
-    queries = {}
-    for line in (data / "queries.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        queries[row["_id"]] = row["text"]
-    run: dict[str, list[str]] = {}
-    for line in (data / "runs" / "bm25_top100.trec").read_text().splitlines():
-        qid, _, doc, *_ = line.split()
-        run.setdefault(qid, []).append(doc)
-    wanted = {d for docs in run.values() for d in docs}
-    corpus = {}
-    with (data / "corpus.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row["_id"] in wanted:
-                corpus[row["_id"]] = f"{row.get('title') or ''} {row['text']}".strip()
-    qrels = []
-    for line in (data / "qrels" / "test.tsv").read_text().splitlines()[1:]:
-        qid, doc, rel = line.split("\t")
-        qrels.append(ir_measures.Qrel(qid, doc, int(rel)))
-    return queries, run, corpus, qrels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,30 +29,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/fidelity.md"))
     args = p.parse_args(argv)
 
-    import ir_measures
     import numpy as np
-    from ir_measures import nDCG
+    from crossrank_lab.bench.common import load_trec_dl
+    from crossrank_lab.quality.metrics import evaluate_run
     from rerank_core import Reranker
 
-    queries, run, corpus, qrels = load(args.data)
-    qids = [q for q in run if q in queries]
-    bm25 = [ir_measures.ScoredDoc(q, d, -i) for q in qids for i, d in enumerate(run[q])]
-    results: dict[str, dict] = {
-        "BM25": {"ndcg": ir_measures.calc_aggregate([nDCG @ 10], qrels, bm25)[nDCG @ 10]}
-    }
+    dataset, first = load_trec_dl(args.data)
+    qids = list(first)
+    queries = dataset.queries
+    run = {q: [d for d, _ in first[q]] for q in qids}
+
+    def ndcg10(scored: dict[str, list[tuple[str, float]]]) -> float:
+        return evaluate_run(dataset.qrels, scored, rel_level=2, metrics=("ndcg@10",))["ndcg@10"]
+
+    results: dict[str, dict] = {"BM25": {"ndcg": ndcg10(first)}}
     scores: dict[str, list[np.ndarray]] = {}
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
         rr = Reranker("minilm", model=args.model, precision=mode, cache=None)
-        label = f"{mode} ({rr.backend.runtime} {rr.backend.precision})"
+        facts = rr.describe()
+        label = f"{mode} ({facts.get('runtime')} {facts.get('precision')})"
         t0 = time.perf_counter()
-        per_query = [np.asarray(rr.score(queries[q], [corpus[d] for d in run[q]])) for q in qids]
-        took = time.perf_counter() - t0
-        scored = [
-            ir_measures.ScoredDoc(q, d, float(s))
-            for q, sc in zip(qids, per_query, strict=True)
-            for d, s in zip(run[q], sc, strict=True)
+        per_query = [
+            np.asarray(rr.score(queries[q], [dataset.body(d) for d in run[q]])) for q in qids
         ]
-        ndcg = ir_measures.calc_aggregate([nDCG @ 10], qrels, scored)[nDCG @ 10]
+        took = time.perf_counter() - t0
+        ndcg = ndcg10(
+            {
+                q: [(d, float(s)) for d, s in zip(run[q], sc, strict=True)]
+                for q, sc in zip(qids, per_query, strict=True)
+            }
+        )
         results[label] = {"ndcg": ndcg, "seconds": took, "pairs": sum(len(run[q]) for q in qids)}
         scores[label] = per_query
         print(f"{label}: nDCG@10 {ndcg:.4f} in {took:.1f}s", flush=True)
@@ -90,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# Fidelity of the fast modes: {args.data.name}, BM25 top-100 reranked",
         "",
         f"- model: {args.model}; {len(qids)} queries; command: "
-        f"`python benchmarks/fidelity.py {' '.join(sys.argv[1:])}`",
+        f"`python -m benchmarks.fidelity {' '.join(sys.argv[1:])}`",
         f"- reference mode: {ref}; its scores (logits) have a standard deviation of {spread:.2f}",
         "",
         "| run | nDCG@10 | Δ vs reference | mean abs Δ score | max abs Δ score "

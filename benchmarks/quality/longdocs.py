@@ -2,11 +2,11 @@
 
 Each DL19 BM25 top-N candidate is buried in a document of unrelated MS MARCO passages
 from the same corpus, starting after 512–768 tokens of filler (see
-rerank_core.quality.longdocs), so a reranker that truncates to 512 tokens never sees it.
+crossrank_lab.quality.longdocs), so a reranker that truncates to 512 tokens never sees it.
 Every configuration reranks the same documents with the same model in a cold pass
 (no score cache); cost is the (query, window) pairs the model scored and the wall time.
 
-    .venv/bin/python benchmarks/quality/longdocs.py --model models/crossrank-minilm-l6
+    .venv/bin/python -m benchmarks.quality.longdocs --model models/crossrank-minilm-l6
 
 Writes benchmarks/results/quality/longdocs.{json,md}.
 """
@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "shared"))
+from crossrank_lab.quality.data import Run, load_beir, read_trec_run
+from crossrank_lab.quality.longdocs import long_documents
+from crossrank_lab.quality.metrics import evaluate_run
+from rerank_core import Reranker, WindowConfig
 
-from rerank_core import Reranker, WindowConfig  # noqa: E402
-from rerank_core.quality.data import Run, load_beir, read_trec_run  # noqa: E402
-from rerank_core.quality.longdocs import long_documents  # noqa: E402
-from rerank_core.quality.metrics import evaluate_run  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 # (name, documents, window config, max tokens per (query, window) pair)
 CONFIGS: list[tuple[str, str, WindowConfig, int]] = [
@@ -50,15 +48,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
     args = ap.parse_args()
 
-    from rerank_core.backends.cross_encoder import CrossEncoderBackend
-
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
 
-    backend = CrossEncoderBackend(args.model, precision=args.precision)
-    short_windows = CrossEncoderBackend(args.model, precision=args.precision, max_length=256)
+    backend = Reranker("minilm", model=args.model, precision=args.precision, cache=None).backend
+    short_windows = Reranker(
+        "minilm", model=args.model, precision=args.precision, max_length=256, cache=None
+    ).backend
     backends = {512: backend, 256: short_windows}
     ds = load_beir(args.data / "trec-dl-2019-passage")
     first = read_trec_run(ds.runs["bm25_top100"])

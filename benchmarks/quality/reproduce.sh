@@ -21,7 +21,7 @@ steps=("$@")
 for step in "${steps[@]}"; do
   case "$step" in
     teacher)  # choose the teacher mix on the training splits only
-      .venv/bin/python benchmarks/quality/teacher_check.py --data "$DATA" --cache "$CACHE" ;;
+      .venv/bin/python -m benchmarks.quality.teacher_check --data "$DATA" --cache "$CACHE" ;;
     train)
       .venv/bin/crossrank finetune \
         --train "$DATA/scifact:train" --train "$DATA/trec-dl-2020-passage:test" \
@@ -44,7 +44,7 @@ for step in "${steps[@]}"; do
       .venv/bin/crossrank eval --threads 1 "$DATA/dbpedia-entity-subset" --bm25 --model "$MODEL" \
         --candidates 100 --json "$OUT/dbpedia_$TAG.json" --markdown "$OUT/dbpedia_$TAG.md" ;;
     longdocs)
-      .venv/bin/python benchmarks/quality/longdocs.py --data "$DATA" --model "$MODEL" --threads 1 ;;
+      .venv/bin/python -m benchmarks.quality.longdocs --data "$DATA" --model "$MODEL" --threads 1 ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -6,7 +6,7 @@ of the training splits (TREC DL 2020 with its BM25 run; SciFact train with bm25s
 each mix and reports nDCG@10, so that the mix is chosen without looking at the
 evaluation sets (DL19, SciFact test, DBpedia).
 
-    .venv/bin/python benchmarks/quality/teacher_check.py \
+    .venv/bin/python -m benchmarks.quality.teacher_check \
         --data ../shared/data --cache .crossrank-cache/teacher-minilm.npz
 
 Writes benchmarks/results/quality/teacher_check.{json,md}. With ``--sets eval`` it reranks
@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "shared"))
+from crossrank_lab.quality.data import Dataset, Run, load_beir, read_trec_run
+from crossrank_lab.quality.first_stage import bm25_run
+from crossrank_lab.quality.metrics import evaluate_run
+from crossrank_lab.quality.teacher import bi_encoder
+from crossrank_lab.quality.trainer import bf16_available
 
-from rerank_core.quality.data import Dataset, Run, load_beir, read_trec_run  # noqa: E402
-from rerank_core.quality.first_stage import bm25_run  # noqa: E402
-from rerank_core.quality.metrics import evaluate_run  # noqa: E402
-from rerank_core.quality.teacher import bi_encoder  # noqa: E402
-from rerank_core.quality.trainer import bf16_available  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 WEIGHTS = [0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0]  # weight of the dense cosine; BM25 gets the rest
 

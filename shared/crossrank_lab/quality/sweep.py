@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..engine import Reranker
+from rerank_core import Reranker
+
 from .data import Dataset, DatasetError, Run
 from .metrics import DEFAULT_METRICS, evaluate_run
 

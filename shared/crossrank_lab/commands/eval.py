@@ -18,10 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import CrossrankError, ModelLoadError
-from . import positive_int as _positive
+from rerank_core.commands import positive_int as _positive
+from rerank_core.errors import ConfigError, ModelLoadError
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["HELP", "REQUIRES", "add_arguments", "run"]
+
+HELP = "evaluate reranking quality on a BEIR-layout dataset"
+REQUIRES = (("ir_measures", "eval"), ("bm25s", "eval"))
 
 
 def _candidates(value: str) -> list[int]:
@@ -94,14 +97,7 @@ def _progress(quiet: bool) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except CrossrankError as exc:
-        print(f"crossrank eval: {exc}", file=sys.stderr)
-        return 1
-
-
-def _run(args: argparse.Namespace) -> int:
+    """Errors propagate: ``crossrank`` prints them in one line (exit 2 for bad input)."""
     from ..quality.data import load_beir, read_trec_run, sort_run, write_trec_run
     from ..quality.first_stage import bm25_run
     from ..quality.report import markdown_table, plot_knee
@@ -114,8 +110,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             rel_level = int(args.rel_level)
         except ValueError:
-            print(f"crossrank eval: --rel-level must be 'auto' or a grade, got {args.rel_level!r}")
-            return 2
+            msg = f"--rel-level must be 'auto' or a grade, got {args.rel_level!r}"
+            raise ConfigError(msg) from None
     run_path: Path | None = args.run
     if run_path is None and not args.bm25 and "bm25_top100" in dataset.runs:
         run_path = dataset.runs["bm25_top100"]
@@ -174,8 +170,8 @@ def _run(args: argparse.Namespace) -> int:
 def _rerank(
     args: argparse.Namespace, dataset: Any, first_run: Any, rel_level: int
 ) -> dict[str, Any]:
-    from ..config import WindowConfig
-    from ..engine import Reranker
+    from rerank_core import Reranker, WindowConfig
+
     from ..quality.sweep import sweep
 
     options: dict[str, Any] = {}
@@ -195,16 +191,10 @@ def _rerank(
         )
     except ModelLoadError as exc:
         raise ModelLoadError(
-            f"{exc}\nFor an offline quality check, train a model first: crossrank finetune --help"
+            f"{exc} (for an offline quality check, train a model first: crossrank finetune --help)"
         ) from exc
     load_s = time.perf_counter() - t0
-    threads: int | None = None
-    try:
-        import torch
-
-        threads = int(torch.get_num_threads())
-    except ImportError:  # an API backend needs no torch
-        pass
+    threads = reranker.describe().get("num_threads")
     results = sweep(
         reranker,
         dataset,
@@ -231,8 +221,10 @@ def _rerank(
 
 
 def _set_threads(n: int) -> None:
-    try:
+    """torch's CPU threads for a local model (an API backend has no torch: nothing to set)."""
+    from .._support import installed
+
+    if installed("torch"):
         import torch
-    except ImportError:  # an API backend: nothing to set
-        return
-    torch.set_num_threads(n)
+
+        torch.set_num_threads(n)

@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError, MissingDependencyError
+from rerank_core.errors import ConfigError
+
+from .._support import require
 from .training import TrainList
 
 __all__ = ["TrainConfig", "bf16_available", "finetune"]
@@ -118,21 +120,21 @@ def finetune(
 
     Returns the training record (also written as ``crossrank_training.json``).
     """
-    try:
-        import torch
-        from sentence_transformers.cross_encoder import (
-            CrossEncoder,
-            CrossEncoderTrainer,
-            CrossEncoderTrainingArguments,
-        )
-        from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, ListNetLoss
-        from transformers import TrainerCallback
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "finetune needs sentence-transformers, datasets and accelerate; install them with: "
-            'pip install "crossrank[minilm,eval]"',
-            extra="eval",
-        ) from exc
+    for module, dist in (
+        ("sentence_transformers", "sentence-transformers"),
+        ("datasets", "datasets"),
+        ("accelerate", "accelerate"),
+    ):
+        require(module, extra="train", package=dist, purpose="crossrank finetune")
+    import torch
+    from sentence_transformers.cross_encoder import (
+        CrossEncoder,
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, ListNetLoss
+    from transformers import TrainerCallback
+
     if not lists:
         raise ConfigError("no training lists: check the training sources")
     if config.loss == "listnet" and any(len(t.targets) != len(t.docs) for t in lists):
@@ -140,7 +142,7 @@ def finetune(
     out = Path(output_dir)
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_available())
     torch.manual_seed(config.seed)
-    from ..backends._hf import resolve_device
+    from .._support import resolve_device
 
     device = resolve_device(config.device)
     model = CrossEncoder(str(base_model), num_labels=1, max_length=config.max_length, device=device)

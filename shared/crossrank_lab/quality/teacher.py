@@ -34,10 +34,10 @@ def bi_encoder(
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from ..backends._hf import resolve_device, weights_digest
+    from .._support import model_digest, resolve_device
 
     st = SentenceTransformer(model, device=resolve_device(device))
-    salt = f"{model}|{weights_digest(model)}|{st.max_seq_length}|{'bf16' if bf16 else 'fp32'}"
+    salt = f"{model}|{model_digest(model)}|{st.max_seq_length}|{'bf16' if bf16 else 'fp32'}"
 
     def key(text: str) -> str:
         return hashlib.sha1(f"{salt}|{text}".encode()).hexdigest()

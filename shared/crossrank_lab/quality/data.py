@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CrossrankError
+from rerank_core.errors import InputError
 
 __all__ = [
     "Dataset",
@@ -34,7 +34,7 @@ Run = dict[str, list[tuple[str, float]]]
 """query id → [(doc id, score), ...], best first."""
 
 
-class DatasetError(CrossrankError, ValueError):
+class DatasetError(InputError):
     """A dataset folder or run file is missing, malformed or inconsistent."""
 
 

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from rerank_core.errors import ConfigError
+
 from .data import Dataset, load_beir
 from .first_stage import BM25Index
 

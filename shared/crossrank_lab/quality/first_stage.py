@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import MissingDependencyError
+from .._support import installed, require
 from .data import Dataset, Run, sort_run
 
 __all__ = ["BM25Index", "bm25_run"]
@@ -20,15 +20,13 @@ logger = logging.getLogger("crossrank.quality")
 
 
 def _stemmer() -> Any:
-    try:
-        import Stemmer
-    except ImportError:
+    if not installed("Stemmer"):
         logger.warning(
             "PyStemmer is not installed: BM25 runs without stemming and scores lower; "
             'install it with: pip install "crossrank[eval]"'
         )
         return None
-    return Stemmer.Stemmer("english")
+    return require("Stemmer", extra="eval", purpose="BM25 stemming").Stemmer("english")
 
 
 class BM25Index:
@@ -43,12 +41,7 @@ class BM25Index:
         b: float = 0.4,
         show_progress: bool = False,
     ) -> None:
-        try:
-            import bm25s
-        except ImportError as exc:
-            raise MissingDependencyError(
-                'BM25 needs bm25s; install it with: pip install "crossrank[eval]"', extra="eval"
-            ) from exc
+        bm25s = require("bm25s", extra="eval", purpose="BM25")
         if len(doc_ids) != len(texts):
             raise ValueError("doc_ids and texts must have the same length")
         self._bm25s = bm25s

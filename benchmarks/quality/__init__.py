@@ -1,0 +1,1 @@
+"""Quality studies behind the README's tables (``reproduce.sh`` runs them all)."""

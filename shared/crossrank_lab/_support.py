@@ -1,0 +1,53 @@
+"""What crossrank_lab needs beyond rerank_core's public API, in one place.
+
+- :func:`require` is rerank_core's optional-import helper (``rerank_core._deps``): the lab
+  reports a missing or broken package exactly as the engine does. It is imported here only,
+  so a rename in rerank_core is a one-line change.
+- :func:`resolve_device` maps the CLI's ``--device`` to a torch device for the trainer and
+  the teacher bi-encoder (which load models themselves, outside any backend).
+- :func:`model_digest` tells two local checkpoints apart cheaply (a cache key salt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from rerank_core._deps import installed, require
+
+__all__ = ["installed", "model_digest", "require", "resolve_device"]
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".data")
+
+
+def resolve_device(device: str | None) -> str:
+    """``None``/"cpu" → CPU; "auto" → one GPU if present (CUDA, then MPS) else CPU;
+    anything else as given."""
+    if device in (None, "cpu"):
+        return "cpu"
+    if device != "auto":
+        return str(device)
+    torch = require("torch", extra="train", purpose="device selection")
+    if torch.cuda.is_available():
+        return "cuda:0"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def model_digest(model: str | os.PathLike[str]) -> str:
+    """A digest of a local model directory: each config file whole, each weights file by
+    name, size and modification time (no GBs read). ``"hub"`` for a hub id."""
+    path = Path(model)
+    if not path.is_dir():
+        return "hub"
+    h = hashlib.sha256()
+    for p in sorted(path.iterdir()):
+        if not p.is_file():
+            continue
+        if p.name.endswith("config.json"):
+            h.update(p.name.encode() + b"\0" + p.read_bytes())
+        elif p.suffix in _WEIGHT_SUFFIXES:
+            st = p.stat()
+            h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
