@@ -28,9 +28,11 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .._deps import require
 from ..errors import (
     APIError,
     APITimeoutError,
@@ -40,7 +42,7 @@ from ..errors import (
 )
 from ..types import Pair, ScoreScale, Tokenizer
 from ._base import BackendBase
-from ._hf import HFTokenizer, fingerprint_of, missing
+from ._hf import HFTokenizer, fingerprint_of
 from ._words import WordTokenizer
 
 __all__ = ["DEFAULT_MODEL", "MAX_DOCS_PER_REQUEST", "CohereBackend"]
@@ -103,6 +105,45 @@ def _positive(name: str, value: object, *, minimum: float = 0.0, integer: bool =
         raise ConfigError(f"{name} must be {what} >= {minimum:g}, got {value!r}")
 
 
+class _FastTokenizer:
+    """A ``tokenizers.Tokenizer`` with the two members :class:`HFTokenizer` reads from a
+    transformers fast tokenizer."""
+
+    def __init__(self, tok: Any) -> None:
+        self.backend_tokenizer = tok
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        post = self.backend_tokenizer.post_processor
+        return 0 if post is None else int(post.num_special_tokens_to_add(pair))
+
+
+def _named_tokenizer(name: str) -> _FastTokenizer:
+    """The fast tokenizer (``tokenizer.json``) of a Hugging Face model, by local path or hub
+    id, loaded with ``tokenizers`` and ``huggingface_hub``: the cohere SDK depends on both, so
+    the ``cohere`` extra is all this option needs (no transformers, no torch)."""
+    purpose = f"the cohere backend's tokenizer={name!r} option"
+    tokenizers = require("tokenizers", extra="cohere", purpose=purpose)
+    path = Path(name).expanduser()
+    try:
+        if path.is_dir():
+            path = path / "tokenizer.json"
+            if not path.is_file():
+                raise ConfigError(
+                    f"tokenizer {name!r} has no tokenizer.json (a fast tokenizer, whose offsets "
+                    "cut the windows); pass a loaded fast tokenizer object as tokenizer=... instead"
+                )
+        elif not path.is_file():
+            hub = require("huggingface_hub", extra="cohere", purpose=purpose)
+            path = Path(hub.hf_hub_download(repo_id=name, filename="tokenizer.json"))
+        return _FastTokenizer(tokenizers.Tokenizer.from_file(str(path)))
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"could not load tokenizer {name!r}: {type(exc).__name__}: {str(exc).strip()}"
+        ) from exc
+
+
 class CohereBackend(BackendBase[Tokenizer]):
     """Scores pairs with the Cohere Rerank API or a Cohere-compatible ``/v2/rerank`` server.
 
@@ -146,11 +187,8 @@ class CohereBackend(BackendBase[Tokenizer]):
         async_client: Any = None,
         device: str | None = None,
     ) -> None:
-        try:
-            import cohere
-            import httpx
-        except ImportError as exc:
-            raise missing("cohere", "cohere", exc) from exc
+        cohere = require("cohere", extra="cohere", purpose="the cohere backend")
+        httpx = require("httpx", extra="cohere", purpose="the cohere backend")
         if device is not None:
             raise ConfigError(
                 "device does not apply to the cohere backend (the model runs remotely)"
@@ -280,17 +318,7 @@ class CohereBackend(BackendBase[Tokenizer]):
         if isinstance(tokenizer, str) and tokenizer == "words":
             return WordTokenizer(pair_special_tokens=special)
         if isinstance(tokenizer, str):
-            try:
-                from transformers import AutoTokenizer
-            except ImportError as exc:
-                raise missing("transformers", "minilm", exc) from exc
-            try:
-                hf = AutoTokenizer.from_pretrained(tokenizer)
-            except Exception as exc:
-                raise ConfigError(
-                    f"could not load tokenizer {tokenizer!r}: {type(exc).__name__}: {exc}"
-                ) from exc
-            return HFTokenizer(hf)
+            return HFTokenizer(_named_tokenizer(tokenizer))
         if getattr(tokenizer, "backend_tokenizer", None) is not None:
             return HFTokenizer(tokenizer)
         if isinstance(tokenizer, Tokenizer):
