@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from types import ModuleType
 
 import pytest
-from rerank_core._deps import installed, package_version
 
 # Every skip that ``need`` makes starts with this; the strict-skip gate in conftest.py
 # reports them as missing packages.
@@ -30,6 +29,10 @@ def need(module: str, *, why: str = "") -> ModuleType:
     package's version and the underlying import error, never a skip. Works at module level
     (the whole module is skipped) and inside tests and fixtures.
     """
+    # Imported here: conftest.py loads this module, and a rerank_core that fails to import
+    # should fail the tests that use it, not the loading of every test.
+    from rerank_core._deps import installed, package_version
+
     if not installed(module):
         reason = f"{NOT_INSTALLED} {module}" + (f" ({why})" if why else "")
         pytest.skip(reason, allow_module_level=True)

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import need
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -105,7 +106,7 @@ def redis_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     """A running redis-server for the module; flushed before each test by ``redis_url``."""
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed (scripts/test.sh installs it from apt)")
-    pytest.importorskip("redis")
+    need("redis")
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     try:

@@ -9,19 +9,20 @@ from collections.abc import Iterator
 
 import pytest
 from _cohere_server import Action, CohereLikeServer, relevance
+from helpers import need
 from rerank_core import AuthenticationError, Reranker
 
-pytest.importorskip("cohere")
-pytest.importorskip("llama_index.core")
-pytest.importorskip("langchain_core")
+need("cohere")
+need("llama_index.core")
+need("langchain_core")
 
-from langchain_core.documents import Document
-from langchain_core.load import dumps
-from langchain_core.runnables import RunnableLambda
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from langchain_core.documents import Document  # noqa: E402
+from langchain_core.load import dumps  # noqa: E402
+from langchain_core.runnables import RunnableLambda  # noqa: E402
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa: E402
 
-from langchain_rerank import RerankCompressor, RerankRetriever
-from llamaindex_rerank import RerankPostprocessor
+from langchain_rerank import RerankCompressor, RerankRetriever  # noqa: E402
+from llamaindex_rerank import RerankPostprocessor  # noqa: E402
 
 KEY = "sk-adapter-test-SECRET-42"
 QUERY = "vitamin c deficiency scurvy"

@@ -12,10 +12,8 @@ import traceback
 from collections.abc import Iterator
 
 import pytest
-
-pytest.importorskip("cohere")
-
 from _cohere_server import Action, CohereLikeServer, relevance
+from helpers import need
 from rerank_core import (
     APIError,
     APITimeoutError,
@@ -28,6 +26,8 @@ from rerank_core import (
 )
 from rerank_core.backends._words import WordTokenizer
 from rerank_core.backends.cohere import CohereBackend
+
+need("cohere")
 
 KEY = "sk-test-0123456789-SECRET"
 Q = "vitamin c deficiency scurvy"
@@ -440,7 +440,7 @@ def test_self_hosted_server_needs_no_key(server: CohereLikeServer) -> None:
 
 
 def test_secret_str_key(server: CohereLikeServer) -> None:
-    pydantic = pytest.importorskip("pydantic")
+    pydantic = need("pydantic")
     b = backend(server, api_key=pydantic.SecretStr("secret-str-key"))
     b.score_pairs([(Q, DOCS[0])])
     assert server.rerank_requests[0].headers["authorization"] == "Bearer secret-str-key"
@@ -523,7 +523,7 @@ def test_close_releases_connections_and_the_backend_still_works(server: CohereLi
 
 
 def test_close_leaves_an_injected_client_open(server: CohereLikeServer) -> None:
-    cohere = pytest.importorskip("cohere")
+    cohere = need("cohere")
     client = cohere.ClientV2(api_key=KEY, base_url=server.url)
     b = backend(server, client=client)
     b.score_pairs([(Q, DOCS[1])])

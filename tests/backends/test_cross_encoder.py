@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import need
 from rerank_core import Reranker, WindowConfig
 
-torch = pytest.importorskip("torch")
-st = pytest.importorskip("sentence_transformers")
+torch = need("torch")
+st = need("sentence_transformers")
 
 pytestmark = pytest.mark.model
 

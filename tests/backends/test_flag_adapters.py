@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from _tiny_models import sample_texts, tiny_xlmr_once
+from helpers import need
 from rerank_core import Reranker, WindowConfig
 
-FlagEmbedding = pytest.importorskip("FlagEmbedding")
-pytest.importorskip("llama_index.core")
-pytest.importorskip("langchain_core")
+FlagEmbedding = need("FlagEmbedding")
+need("llama_index.core")
+need("langchain_core")
 
 from langchain_core.documents import Document  # noqa: E402
 from langchain_core.runnables import RunnableLambda  # noqa: E402

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from _tiny_models import sample_texts, tiny_xlmr_once
+from helpers import need
 from rerank_core import (
     BackendError,
     ConfigError,
@@ -26,8 +27,8 @@ from rerank_core import (
 from rerank_core.backends.flag import FlagRerankerBackend
 from rerank_core.windows import make_windows, window_budget
 
-torch = pytest.importorskip("torch")
-FlagEmbedding = pytest.importorskip("FlagEmbedding")
+torch = need("torch")
+FlagEmbedding = need("FlagEmbedding")
 
 pytestmark = pytest.mark.model
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from helpers import KeywordBackend
+from helpers import KeywordBackend, need
 from redis_server import (  # noqa: F401  (fixtures)
     RedisServer,
     SilentServer,
@@ -163,7 +163,7 @@ def test_redis_busy_in_debug_sleep_is_bounded_by_the_timeout(
 
 
 def test_hung_socket_never_answering_is_bounded(silent_server: SilentServer) -> None:
-    pytest.importorskip("redis")
+    need("redis")
     cache = TieredCache(MemoryCache(), RedisCache(silent_server.url), retry_after=0.2)
     rr = Reranker(KeywordBackend(), cache=cache)
     start = time.monotonic()
@@ -180,7 +180,7 @@ def test_hung_socket_never_answering_is_bounded(silent_server: SilentServer) -> 
 
 
 def test_nothing_listening_fails_fast() -> None:
-    pytest.importorskip("redis")
+    need("redis")
     from redis_server import free_port
 
     rr = Reranker(KeywordBackend(), cache=RedisCache(f"redis://127.0.0.1:{free_port()}/0"))

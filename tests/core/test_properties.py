@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import KeywordBackend, WordTokenizer
+from helpers import KeywordBackend, WordTokenizer, need
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis_server import REDIS_SERVER, redis_server_fixture  # noqa: F401  (fixture)
@@ -117,7 +117,7 @@ def check_windows(
 
 @pytest.fixture(scope="module")
 def hf_tokenizer(minilm_bi_encoder_path: Path) -> Any:
-    pytest.importorskip("transformers")
+    need("transformers")
     from rerank_core.backends._hf import HFTokenizer
     from transformers import AutoTokenizer
 

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import KeywordBackend
+from helpers import KeywordBackend, need
 from redis_server import redis_server_fixture, redis_url_fixture  # noqa: F401
 from rerank_core import (
     CacheError,
@@ -346,7 +346,7 @@ def test_second_process_with_real_minilm_does_no_model_work(
 
 
 def test_bad_options_raise_config_error() -> None:
-    pytest.importorskip("redis")
+    need("redis")
     for kwargs in (
         {"ttl": 0},
         {"ttl": -5},
@@ -367,7 +367,7 @@ def test_bad_options_raise_config_error() -> None:
 
 
 def test_password_never_shown() -> None:
-    pytest.importorskip("redis")
+    need("redis")
     url = "redis://admin:s3cr3t-Pa55@127.0.0.1:1/0"
     cache = RedisCache(url)
     assert "s3cr3t-Pa55" not in repr(cache) and "***" in repr(cache)

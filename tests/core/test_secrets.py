@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("cohere")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backends"))
 
 from _cohere_server import Action, CohereLikeServer
+from helpers import NOT_INSTALLED, need
 from redis_server import REDIS_SERVER, RedisServer
 from rerank_core import (
     APIError,
@@ -33,7 +33,10 @@ from rerank_core import (
     SQLiteCache,
     TieredCache,
 )
+from rerank_core._deps import installed
 from rerank_core.cache import GuardedCache
+
+need("cohere")
 
 API_KEY = "sk-live-7f3a9c-API-SECRET"
 REDIS_PASSWORD = "redis-pw-41d2-SECRET"
@@ -67,7 +70,7 @@ def cohere_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[CohereLikeServer]
 def locked_redis(tmp_path: Path) -> Iterator[RedisServer]:
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed")
-    pytest.importorskip("redis")
+    need("redis")
     server = RedisServer(tmp_path, password=REDIS_PASSWORD)
     server.start()
     yield server
@@ -175,16 +178,12 @@ def test_adapters_serialize_no_secret(
     cohere_server: CohereLikeServer, locked_redis: RedisServer
 ) -> None:
     dumped: list[Any] = []
-    try:
-        from langchain_rerank import RerankCompressor
-    except ImportError:
-        RerankCompressor = None
-    try:
-        from llamaindex_rerank import RerankPostprocessor
-    except ImportError:
-        RerankPostprocessor = None
-    if RerankCompressor is None and RerankPostprocessor is None:
-        pytest.skip("no adapter framework installed")
+    lc, li = installed("langchain_core"), installed("llama_index.core")
+    if not (lc or li):
+        pytest.skip(f"{NOT_INSTALLED} langchain_core, llama_index.core (no adapter framework)")
+    # An installed framework whose adapter fails to import is an error, not a skip.
+    RerankCompressor = need("langchain_rerank").RerankCompressor if lc else None
+    RerankPostprocessor = need("llamaindex_rerank").RerankPostprocessor if li else None
     options = {
         "backend": "cohere",
         "base_url": cohere_server.url,
