@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import need
 from rerank_core import ConfigError, MissingDependencyError, ModelLoadError, Reranker
 from rerank_core.backends import _cpu
 from rerank_core.backends._cpu import CpuInfo, plan_speed
@@ -105,9 +106,9 @@ def test_import_stays_light() -> None:
 
 # ---------------------------------------------------------------- the real model
 
-torch = pytest.importorskip("torch")
-st = pytest.importorskip("sentence_transformers")
-pytest.importorskip("onnxruntime")
+torch = need("torch")
+st = need("sentence_transformers")
+need("onnxruntime")
 
 from rerank_core.backends.cross_encoder import CrossEncoderBackend  # noqa: E402
 
