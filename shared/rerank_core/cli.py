@@ -103,17 +103,15 @@ def _inspect(name: str, target: str) -> tuple[Command, ModuleType | None]:
     except ModuleNotFoundError as exc:
         if exc.name is None or not target.startswith(exc.name):
             raise  # a command module that imports something absent at import time: a bug
-        extra = KNOWN_EXTRAS.get(name)
-        problem = f"{exc.name} is not installed; {_hint(extra)}"
-        return Command(name, target, extra=extra, problem=problem), None
+        known = KNOWN_EXTRAS.get(name)
+        why = f"{exc.name} is not installed; {_hint(known)}"
+        return Command(name, target, extra=known, problem=why), None
     help_text = str(getattr(module, "HELP", "") or _summary(module.__doc__))
     needs: Sequence[tuple[str, str]] = getattr(module, "REQUIRES", ())
     missing = tuple(mod for mod, _ in needs if not installed(mod))
-    extras = sorted({extra for mod, extra in needs if mod in missing})
+    extras = sorted({x for mod, x in needs if mod in missing})
     extra = ",".join(extras) or None
-    problem = None
-    if missing:
-        problem = f"needs {', '.join(missing)} (not installed); {_hint(extra)}"
+    problem = f"needs {', '.join(missing)} (not installed); {_hint(extra)}" if missing else None
     return Command(name, target, help_text, missing, extra, problem), module
 
 

@@ -108,8 +108,8 @@ def _cpu_model() -> str:
 def machine_facts(describe: dict[str, Any] | None = None) -> dict[str, Any]:
     """CPU, usable cores, library versions and the date, for a report header.
 
-    ``describe`` is a ``Reranker.describe()``; the CPU features it reports (if any) are
-    included as ``flags``."""
+    ``describe`` is a ``Reranker.describe()``: its ``cpu`` (and CPU features, where it
+    reports them) are used."""
     versions: dict[str, str] = {"python": platform.python_version()}
     for mod in ("torch", "onnxruntime", "sentence_transformers", "transformers"):
         try:
@@ -124,7 +124,7 @@ def machine_facts(describe: dict[str, Any] | None = None) -> dict[str, Any]:
     if not isinstance(flags, str):
         flags = " ".join(sorted(flags))
     return {
-        "cpu": _cpu_model(),
+        "cpu": (describe or {}).get("cpu") or _cpu_model(),
         "cores": cores,
         "flags": flags,
         "versions": versions,
@@ -277,15 +277,10 @@ def bge_shaped_model(out: Path, texts: list[str], seed: int = 0) -> Path:
     tokenizer trained on ``texts``; saved once to ``out``. Speed and memory only."""
     if (out / "config.json").is_file():
         return out
-    require("transformers", extra="bge", purpose="the BGE-shaped test model")
+    hf = require("transformers", extra="bge", purpose="the BGE-shaped test model")
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from tokenizers.trainers import UnigramTrainer
-    from transformers import (
-        XLMRobertaConfig,
-        XLMRobertaForSequenceClassification,
-        XLMRobertaTokenizerFast,
-    )
 
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
@@ -301,7 +296,7 @@ def bge_shaped_model(out: Path, texts: list[str], seed: int = 0) -> Path:
         pair="<s> $A </s> </s> $B </s>",
         special_tokens=[("<s>", 0), ("</s>", 2)],
     )
-    hf_tok = XLMRobertaTokenizerFast(
+    hf_tok = hf.XLMRobertaTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",
         eos_token="</s>",
@@ -312,7 +307,7 @@ def bge_shaped_model(out: Path, texts: list[str], seed: int = 0) -> Path:
         mask_token="<mask>",
         model_max_length=512,
     )
-    config = XLMRobertaConfig(  # BAAI/bge-reranker-base's config.json, weights aside
+    config = hf.XLMRobertaConfig(  # BAAI/bge-reranker-base's config.json, weights aside
         vocab_size=250002,
         hidden_size=768,
         num_hidden_layers=12,
@@ -327,7 +322,7 @@ def bge_shaped_model(out: Path, texts: list[str], seed: int = 0) -> Path:
         num_labels=1,
     )
     torch.manual_seed(seed)
-    model = XLMRobertaForSequenceClassification(config).eval()
+    model = hf.XLMRobertaForSequenceClassification(config).eval()
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(tmp))

@@ -783,8 +783,8 @@ def _apply_threads(threads: int | None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _apply_threads(args.threads)
     if args.memory_probe:
+        _apply_threads(args.threads)
         return memory_probe(args)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SYSTEMS)
     unknown = [n for n in names if n not in SYSTEMS]
@@ -799,6 +799,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(msg) from None
     if any(n < 1 for n in sizes):
         raise ConfigError(f"--long-tokens: sizes must be >= 1; got {args.long_tokens!r}")
+    load_before = _load()
+    inputs = load_inputs(  # bad --data is reported before anything heavy is imported
+        args.data, args.queries, args.candidates, args.callers, args.caller_passages
+    )
+    model, model_desc = resolve_model(args.model)
+    _apply_threads(args.threads)
     skipped: dict[str, str] = {}
     for n in names:
         problem = peer_problem(n)
@@ -808,11 +814,6 @@ def run(args: argparse.Namespace) -> int:
             skipped[n] = problem
             print(f"skipped {n}: {problem}", file=sys.stderr, flush=True)
     names = [n for n in names if n not in skipped]
-    load_before = _load()
-    inputs = load_inputs(
-        args.data, args.queries, args.candidates, args.callers, args.caller_passages
-    )
-    model, model_desc = resolve_model(args.model)
     print(f"model: {model_desc}\ninputs: {inputs.source}", flush=True)
     fns = {n: build(n, model) for n in names}
     plan_owner = getattr(fns.get("crossrank-default"), "__self__", None)
