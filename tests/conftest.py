@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,14 @@ class StrictSkipGate:
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    # The outermost wrapper: printed after pytest's short test summary, just before the
+    # final counts line, so the list is the last thing a CI log shows.
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> Generator[None]:
+        yield
+        self._report(terminalreporter)
+
+    def _report(self, terminalreporter: Any) -> None:
         if self.allowed:
             terminalreporter.section("allowed skips", yellow=True)
             for nodeid, reason in self.allowed:

@@ -29,6 +29,7 @@ def need(module: str, *, why: str = "") -> ModuleType:
     package's version and the underlying import error, never a skip. Works at module level
     (the whole module is skipped) and inside tests and fixtures.
     """
+    __tracebackhide__ = True  # skip reports and errors point at the caller's line
     # Imported here: conftest.py loads this module, and a rerank_core that fails to import
     # should fail the tests that use it, not the loading of every test.
     from rerank_core._deps import installed, package_version
