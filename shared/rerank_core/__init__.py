@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .backends import BACKENDS, load_backend, register_backend
 from .cache import CacheStats, CacheWarning, MemoryCache, ScoreCache, SQLiteCache, TieredCache
-from .config import WindowConfig
+from .config import EngineConfig, WindowConfig
 from .engine import Reranker
 from .errors import (
     APIError,
@@ -29,7 +29,16 @@ from .errors import (
 )
 from .redis_cache import RedisCache
 from .scheduler import BatcherStats
-from .types import AsyncBackend, Backend, RankedText, Tokenizer
+from .types import (
+    AsyncBackend,
+    Backend,
+    BackendInfo,
+    RankedText,
+    SupportsClose,
+    SupportsDescribe,
+    SupportsInfo,
+    Tokenizer,
+)
 
 __version__ = "0.1.0"
 
@@ -41,6 +50,7 @@ __all__ = [
     "AuthenticationError",
     "Backend",
     "BackendError",
+    "BackendInfo",
     "BatcherStats",
     "BrokenDependencyError",
     "CacheError",
@@ -50,6 +60,7 @@ __all__ = [
     "CrossrankError",
     "DependencyError",
     "EmptyQueryError",
+    "EngineConfig",
     "InputError",
     "InvalidTextError",
     "MemoryCache",
@@ -61,6 +72,9 @@ __all__ = [
     "Reranker",
     "SQLiteCache",
     "ScoreCache",
+    "SupportsClose",
+    "SupportsDescribe",
+    "SupportsInfo",
     "TieredCache",
     "Tokenizer",
     "WindowConfig",

@@ -2,8 +2,13 @@
 
 A cache maps a key (a hex digest of the backend fingerprint, the query and the
 window text) to a float score. Any object with ``get_many`` and ``set_many`` is a
-cache; the engine wraps it in :class:`GuardedCache` so a failing tier never
-breaks reranking. Values are stored as plain numbers: nothing is pickled.
+cache (:class:`ScoreCache`); the engine wraps it in :class:`GuardedCache` so a failing
+tier never breaks reranking. Values are stored as plain numbers: nothing is pickled.
+
+The engine sees every cache through one managed interface, :class:`ManagedCache`:
+``get_many``/``set_many``, ``stats`` and ``close`` — with ownership: ``close`` releases
+the cache only when the engine built it (``cache="memory"`` or a file path). A cache
+the caller passed in stays open, so several engines can share one cache.
 """
 
 from __future__ import annotations
@@ -23,15 +28,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ._validate import number, positive_int
+from .errors import ConfigError
+from .types import SupportsClose
+
 __all__ = [
+    "CacheLike",
     "CacheStats",
     "CacheWarning",
     "GuardedCache",
+    "ManagedCache",
     "MemoryCache",
     "SQLiteCache",
     "ScoreCache",
     "TieredCache",
     "cache_key",
+    "close_quietly",
 ]
 
 logger = logging.getLogger("crossrank.cache")
@@ -78,14 +90,15 @@ class MemoryCache:
     """A bounded, thread-safe in-process LRU."""
 
     def __init__(self, max_entries: int = 100_000) -> None:
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
-        self.max_entries = max_entries
+        self.max_entries = positive_int("max_entries", max_entries)
         self._data: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"MemoryCache(max_entries={self.max_entries})"
 
     def get_many(self, keys: Sequence[str]) -> list[float | None]:
         out: list[float | None] = []
@@ -114,10 +127,15 @@ class SQLiteCache:
     """A persistent cache in one SQLite file (WAL mode, safe across threads and processes)."""
 
     def __init__(self, path: str | Path, *, timeout: float = 2.0) -> None:
+        if not isinstance(path, (str, Path)):
+            raise ConfigError(f"path must be a str or Path, got {type(path).__name__}")
         self.path = Path(path)
-        self._timeout = timeout
+        self._timeout = number("timeout", timeout, at_least=0.0)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteCache({str(self.path)!r})"
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -183,16 +201,36 @@ class TieredCache:
     """Fast tier first, slower tiers behind; a hit in a slow tier is copied forward.
 
     Each tier is guarded on its own: a tier that fails warns once and is skipped
-    until it answers again, while the other tiers keep serving.
+    until it answers again, while the other tiers keep serving. :meth:`close`
+    closes every tier.
     """
 
     def __init__(self, *tiers: ScoreCache, retry_after: float = 5.0) -> None:
         if not tiers:
-            raise ValueError("TieredCache needs at least one tier")
+            raise ConfigError("TieredCache needs at least one tier")
+        for i, t in enumerate(tiers):
+            if not isinstance(t, ScoreCache):
+                raise ConfigError(
+                    f"tier {i} must be a cache with get_many/set_many, got {type(t).__name__}"
+                )
         self.tiers: tuple[GuardedCache, ...] = tuple(
             t if isinstance(t, GuardedCache) else GuardedCache(t, retry_after=retry_after)
             for t in tiers
         )
+        self._counts = _Counts()
+
+    @property
+    def stats(self) -> CacheStats:
+        """Keys answered by some tier (hits) or by none (misses); failures of all tiers."""
+        return self._counts.stats(errors=sum(t.stats.errors for t in self.tiers))
+
+    def close(self) -> None:
+        """Close every tier; never raises."""
+        for tier in self.tiers:
+            tier.close()
+
+    def __repr__(self) -> str:
+        return f"TieredCache({', '.join(repr(t) for t in self.tiers)})"
 
     def get_many(self, keys: Sequence[str]) -> list[float | None]:
         out: list[float | None] = [None] * len(keys)
@@ -210,6 +248,7 @@ class TieredCache:
                 for upper in self.tiers[:depth]:
                     upper.set_many(hits)
             missing = [i for i in missing if out[i] is None]
+        self._counts.add(len(keys) - len(missing), len(missing))
         return out
 
     def set_many(self, items: Mapping[str, float]) -> None:
@@ -234,20 +273,54 @@ def _caller_stacklevel() -> int:
     return max(1, level - 1)  # a worker thread: no caller frame, point at the last one
 
 
+class _Counts:
+    """Thread-safe hit and miss counters."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def add(self, hits: int, misses: int) -> None:
+        with self._lock:
+            self.hits += hits
+            self.misses += misses
+
+    def stats(self, *, errors: int) -> CacheStats:
+        with self._lock:
+            return CacheStats(hits=self.hits, misses=self.misses, errors=errors)
+
+
 class GuardedCache:
     """Wraps any cache so that its failures never reach the caller.
 
     On the first failure it warns once (``CacheWarning`` and a log record), then
     skips the cache for ``retry_after`` seconds and tries again; when the cache
     answers again it logs the recovery, and a later outage warns again.
+    ``stats`` counts hits, misses and failures; :meth:`close` closes the wrapped
+    cache (if it has a ``close``).
     """
 
     def __init__(self, inner: ScoreCache, *, retry_after: float = 5.0) -> None:
+        if not isinstance(inner, ScoreCache):
+            raise ConfigError(f"cache must have get_many/set_many, got {type(inner).__name__}")
         self.inner = inner
-        self.retry_after = retry_after
+        self.retry_after = number("retry_after", retry_after, at_least=0.0)
         self._down_since: float | None = None
         self._lock = threading.Lock()
         self.errors = 0
+        self._counts = _Counts()
+
+    @property
+    def stats(self) -> CacheStats:
+        return self._counts.stats(errors=self.errors)
+
+    def close(self) -> None:
+        """Close the wrapped cache; never raises."""
+        close_quietly(self.inner)
+
+    def __repr__(self) -> str:
+        return f"GuardedCache({self.inner!r})"
 
     @property
     def available(self) -> bool:
@@ -289,6 +362,8 @@ class GuardedCache:
             self._failed(exc)
             return [None] * len(keys)
         self._ok()
+        found = sum(v is not None for v in clean)
+        self._counts.add(found, len(keys) - found)
         return clean
 
     def set_many(self, items: Mapping[str, float]) -> None:
@@ -315,3 +390,71 @@ def _as_score(v: object) -> float | None:
         f = float(v)
         return f if math.isfinite(f) else None
     return None
+
+
+def close_quietly(obj: object) -> None:
+    """``obj.close()`` if it has one; a failure is logged, never raised."""
+    if isinstance(obj, SupportsClose):
+        try:
+            obj.close()
+        except Exception:  # closing must never raise
+            logger.debug("closing %r failed", obj, exc_info=True)
+
+
+#: What ``Reranker(cache=...)`` takes: ``"memory"``, a file path, ``None`` or a cache object.
+CacheLike = ScoreCache | str | Path | None
+
+_MEMORY = "memory"
+
+
+class ManagedCache:
+    """The engine's cache: one guarded interface and the ownership of it.
+
+    ``get_many``/``set_many`` never raise (a failing tier warns once and is skipped);
+    ``stats`` gives the cache's hits, misses and failures; :meth:`close` releases the
+    cache only when ``owned`` (the engine built it), so a cache the caller passed in
+    stays usable by every other engine and caller that shares it.
+    """
+
+    __slots__ = ("cache", "owned")
+
+    def __init__(self, cache: GuardedCache | TieredCache, *, owned: bool) -> None:
+        self.cache = cache
+        self.owned = owned
+
+    @classmethod
+    def build(cls, spec: CacheLike) -> ManagedCache | None:
+        """``None`` → no cache; ``"memory"`` → an in-process LRU; a path → SQLite behind
+        the LRU (both owned); a cache object → that object, guarded, not owned."""
+        if spec is None:
+            return None
+        if isinstance(spec, str) and spec == _MEMORY:
+            return cls(GuardedCache(MemoryCache()), owned=True)
+        if isinstance(spec, (str, Path)):
+            return cls(TieredCache(MemoryCache(), SQLiteCache(spec)), owned=True)
+        if isinstance(spec, (GuardedCache, TieredCache)):
+            return cls(spec, owned=False)
+        if isinstance(spec, ScoreCache):
+            return cls(GuardedCache(spec), owned=False)
+        raise ConfigError(
+            "cache must be None, 'memory', a file path (SQLite) or an object with "
+            f"get_many/set_many; got {type(spec).__name__}"
+        )
+
+    def get_many(self, keys: Sequence[str]) -> list[float | None]:
+        return self.cache.get_many(keys)
+
+    def set_many(self, items: Mapping[str, float]) -> None:
+        self.cache.set_many(items)
+
+    @property
+    def stats(self) -> CacheStats:
+        return self.cache.stats
+
+    def close(self) -> None:
+        """Release the cache if the engine owns it; never raises."""
+        if self.owned:
+            self.cache.close()
+
+    def __repr__(self) -> str:
+        return f"ManagedCache({self.cache!r}, owned={self.owned})"

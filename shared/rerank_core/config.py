@@ -5,12 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ._validate import int_at_least, one_of, positive_int
 from .errors import ConfigError
+from .windows import window_budget
 
-__all__ = ["Aggregate", "WindowConfig"]
+__all__ = ["Aggregate", "EngineConfig", "EngineOptions", "Normalize", "OnError", "WindowConfig"]
 
 Aggregate = Literal["max", "mean", "first", "topk_mean"]
+Normalize = Literal["sigmoid"] | None
+OnError = Literal["raise", "passthrough"]
 _AGGREGATES = ("max", "mean", "first", "topk_mean")
+_NORMALIZE = (None, "sigmoid")
+_ON_ERROR = ("raise", "passthrough")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,23 +39,100 @@ class WindowConfig:
     max_query_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        if self.overlap is not None and (
-            isinstance(self.overlap, bool) or not isinstance(self.overlap, int) or self.overlap < 0
-        ):
-            raise ConfigError(f"window overlap must be an int >= 0, got {self.overlap!r}")
-        if self.max_windows is not None and (
-            not isinstance(self.max_windows, int) or self.max_windows < 1
-        ):
-            raise ConfigError(f"max_windows must be None or an int >= 1, got {self.max_windows!r}")
-        if self.aggregate not in _AGGREGATES:
+        int_at_least("window overlap", self.overlap, 0, allow_none=True)
+        positive_int("max_windows", self.max_windows, allow_none=True)
+        one_of("aggregate", self.aggregate, _AGGREGATES)
+        positive_int("topk", self.topk)
+        positive_int("max_query_tokens", self.max_query_tokens, allow_none=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """A :class:`~rerank_core.Reranker`'s settings, resolved against its backend and
+    frozen at construction (read it as ``Reranker.config``).
+
+    ``batch_size``/``max_batch_tokens``: pairs and padded tokens per model call.
+    ``window``: the caller's :class:`WindowConfig`; ``overlap`` and
+    ``max_query_tokens``: its values resolved for the backend's ``max_length``.
+    ``normalize``, ``on_error``, ``top_n``: as given to the engine.
+    """
+
+    batch_size: int
+    max_batch_tokens: int
+    window: WindowConfig
+    overlap: int
+    max_query_tokens: int
+    normalize: Normalize = None
+    on_error: OnError = "raise"
+    top_n: int | None = None
+
+    def __post_init__(self) -> None:
+        positive_int("batch_size", self.batch_size)
+        positive_int("max_batch_tokens", self.max_batch_tokens)
+        if not isinstance(self.window, WindowConfig):
+            raise ConfigError(f"window must be a WindowConfig, got {type(self.window).__name__}")
+        int_at_least("window overlap", self.overlap, 0)
+        positive_int("max_query_tokens", self.max_query_tokens)
+        one_of("normalize", self.normalize, _NORMALIZE)
+        one_of("on_error", self.on_error, _ON_ERROR)
+        positive_int("top_n", self.top_n, allow_none=True)
+
+
+_DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineOptions:
+    """The engine options as the caller gave them, checked before any model is loaded;
+    :meth:`resolve` fills the defaults that depend on the backend."""
+
+    batch_size: int | None = None
+    max_batch_tokens: int | None = None
+    window: WindowConfig | None = None
+    normalize: Normalize = None
+    on_error: OnError = "raise"
+    top_n: int | None = None
+
+    def __post_init__(self) -> None:
+        positive_int("batch_size", self.batch_size, allow_none=True)
+        positive_int("max_batch_tokens", self.max_batch_tokens, allow_none=True)
+        if self.window is not None and not isinstance(self.window, WindowConfig):
+            raise ConfigError(f"window must be a WindowConfig, got {type(self.window).__name__}")
+        one_of("normalize", self.normalize, _NORMALIZE)
+        one_of("on_error", self.on_error, _ON_ERROR)
+        positive_int("top_n", self.top_n, allow_none=True)
+
+    def resolve(
+        self, *, max_length: int, special_tokens: int, preferred_batch_size: int | None = None
+    ) -> EngineConfig:
+        """The settings for a backend of ``max_length`` tokens whose tokenizer adds
+        ``special_tokens`` per pair. The window budget: the room left beside the longest
+        allowed query (default: half of ``max_length``) must hold at least one token, and
+        the overlap must be smaller than it (default: 64 tokens or a quarter of it)."""
+        window = self.window or WindowConfig()
+        max_query_tokens = window.max_query_tokens or max(1, max_length // 2)
+        smallest = window_budget(max_length, max_query_tokens, special_tokens)
+        if smallest < 1:
             raise ConfigError(
-                f"aggregate must be one of {', '.join(_AGGREGATES)}; got {self.aggregate!r}"
+                f"max_query_tokens={max_query_tokens} leaves no room for text in "
+                f"max_length={max_length}"
             )
-        if not isinstance(self.topk, int) or self.topk < 1:
-            raise ConfigError(f"topk must be an int >= 1, got {self.topk!r}")
-        if self.max_query_tokens is not None and (
-            not isinstance(self.max_query_tokens, int) or self.max_query_tokens < 1
-        ):
+        if window.overlap is not None and window.overlap >= smallest:
             raise ConfigError(
-                f"max_query_tokens must be None or an int >= 1, got {self.max_query_tokens!r}"
+                f"window overlap ({window.overlap} tokens) must be smaller than the window "
+                f"budget ({smallest} tokens for a query of {max_query_tokens} tokens at "
+                f"max_length={max_length})"
             )
+        batch_size = self.batch_size or positive_int(
+            "backend preferred_batch_size", preferred_batch_size or _DEFAULT_BATCH_SIZE
+        )
+        return EngineConfig(
+            batch_size=batch_size,
+            max_batch_tokens=self.max_batch_tokens or batch_size * max_length,
+            window=window,
+            overlap=min(64, smallest // 4) if window.overlap is None else window.overlap,
+            max_query_tokens=max_query_tokens,
+            normalize=self.normalize,
+            on_error=self.on_error,
+            top_n=self.top_n,
+        )

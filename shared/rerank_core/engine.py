@@ -1,97 +1,35 @@
-"""The scoring engine: validate → windows → cache lookup → batch → score → aggregate → rank."""
+"""The engine: a thin facade over planning → cached scoring → ranking.
+
+:class:`Reranker` checks its options, builds (or adopts) the backend, freezes its settings
+(:class:`~rerank_core.config.EngineConfig`) and wires pieces chosen once: a
+:class:`~rerank_core.planning.Planner` (jobs → windows → unique pairs), one
+:class:`~rerank_core.scoring.CachedScoring` step around one scorer (direct, micro-batched
+or async backend; the same step serves sync and async callers) and :mod:`~rerank_core.ranking`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import math
-import re
-import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .backends import load_backend
-from .batching import plan_batches
-from .cache import (
-    CacheStats,
-    GuardedCache,
-    MemoryCache,
-    ScoreCache,
-    SQLiteCache,
-    TieredCache,
-    cache_key,
-)
-from .config import WindowConfig
-from .errors import (
-    BackendError,
-    ConfigError,
-    CrossrankError,
-    EmptyQueryError,
-    InputError,
-    InvalidTextError,
-)
-from .scheduler import BatcherStats, MicroBatcher, wants_micro_batching
-from .types import Backend, Pair, RankedText
-from .windows import Window, aggregate, make_windows, window_budget
+from .cache import CacheLike, CacheStats, GuardedCache, ManagedCache, TieredCache, close_quietly
+from .config import EngineConfig, EngineOptions, Normalize, OnError, WindowConfig
+from .errors import BackendError, ConfigError
+from .planning import Job, Plan, Planner, check_jobs
+from .ranking import Cut, results
+from .scheduler import BatcherStats
+from .scoring import CachedScoring, Counters, choose_scorer
+from .types import Backend, RankedText, SupportsDescribe, info_of
 
 __all__ = ["CacheLike", "OnError", "Reranker"]
 
 logger = logging.getLogger("crossrank")
 
-OnError = Literal["raise", "passthrough"]
-Normalize = Literal["sigmoid"] | None
-CacheLike = ScoreCache | str | Path | None
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
-_DEFAULT_CACHE = "memory"
-
-
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-def _check_positive(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive int, got {value!r}")
-
-
-def _build_cache(cache: CacheLike) -> ScoreCache | None:
-    if cache is None:
-        return None
-    if isinstance(cache, str) and cache == _DEFAULT_CACHE:
-        return GuardedCache(MemoryCache())
-    if isinstance(cache, (str, Path)):
-        return TieredCache(MemoryCache(), SQLiteCache(cache))
-    if isinstance(cache, (GuardedCache, TieredCache)):
-        return cache
-    if callable(getattr(cache, "get_many", None)) and callable(getattr(cache, "set_many", None)):
-        return GuardedCache(cache)
-    raise ConfigError(
-        "cache must be None, 'memory', a file path (SQLite) or an object with "
-        f"get_many/set_many; got {type(cache).__name__}"
-    )
-
-
-@dataclass(slots=True)
-class _TextPlan:
-    windows: list[Window]
-    truncated: bool
-    uids: list[int]
-
-
-@dataclass(slots=True)
-class _Plan:
-    texts: list[list[str]]  # the caller's texts, per job
-    plans: list[list[_TextPlan]]  # per job, per text
-    pairs: list[Pair] = field(default_factory=list)  # unique (query, window) pairs
-    lengths: list[int] = field(default_factory=list)  # tokens of each unique pair
+Jobs = Iterable[tuple[str, Sequence[str]]]
 
 
 class Reranker:
@@ -100,14 +38,17 @@ class Reranker:
     ``backend``: a preset name (``"minilm"``, ``"bge"``, ``"cohere"``) or a backend
     object. ``model``/``device`` and any other keyword go to the backend when it is
     built from a name. ``batch_size``: pairs per model call (default: the backend's
-    ``preferred_batch_size`` if it has one, else 32; an HTTP API takes up to 1,000
+    declared ``info.preferred_batch_size``, else 32; an HTTP API takes up to 1,000
     documents a request); ``max_batch_tokens``: padded tokens per model call (default
-    ``batch_size * max_length``).
-    ``window``: a :class:`WindowConfig`. ``cache``: ``"memory"`` (default, a bounded
-    LRU), a file path (SQLite behind the LRU), ``None`` (off) or any cache object.
-    ``normalize="sigmoid"`` maps logits to 0–1. ``on_error="passthrough"`` returns
-    the input order, marked unscored, when the backend fails. ``top_n``: default
-    cut for :meth:`rerank`.
+    ``batch_size * max_length``). ``window``: a :class:`WindowConfig`. ``cache``:
+    ``"memory"`` (default, a bounded LRU), a file path (SQLite behind the LRU), ``None``
+    (off) or any cache object. ``normalize="sigmoid"`` maps logits to 0–1.
+    ``on_error="passthrough"`` returns the input order, marked unscored, when the
+    backend fails. ``top_n``: default cut for :meth:`rerank`.
+
+    Settings are frozen at construction (:attr:`config`). :meth:`close` releases only
+    what the engine created (a backend built from a name, a cache built from
+    ``"memory"`` or a path); a backend or cache object passed in stays open.
     """
 
     def __init__(
@@ -119,110 +60,123 @@ class Reranker:
         batch_size: int | None = None,
         max_batch_tokens: int | None = None,
         window: WindowConfig | None = None,
-        cache: CacheLike = _DEFAULT_CACHE,
+        cache: CacheLike = "memory",
         normalize: Normalize = None,
         on_error: OnError = "raise",
         top_n: int | None = None,
         **backend_options: Any,
     ) -> None:
-        _check_positive("batch_size", batch_size, allow_none=True)
-        _check_positive("max_batch_tokens", max_batch_tokens, allow_none=True)
-        _check_positive("top_n", top_n, allow_none=True)
-        if normalize not in (None, "sigmoid"):
-            raise ConfigError(f"normalize must be None or 'sigmoid', got {normalize!r}")
-        if on_error not in ("raise", "passthrough"):
-            raise ConfigError(f"on_error must be 'raise' or 'passthrough', got {on_error!r}")
-        window = window if window is not None else WindowConfig()
-        if not isinstance(window, WindowConfig):
-            raise ConfigError(f"window must be a WindowConfig, got {type(window).__name__}")
-        cache_obj = _build_cache(cache)
-        if isinstance(backend, str):
-            if model is not None:
-                backend_options["model"] = model
-            if device is not None:
-                backend_options["device"] = device
-            self.backend: Backend = load_backend(backend, **backend_options)
-        else:
-            if model is not None or device is not None or backend_options:
-                raise ConfigError("model/device/backend options only apply when backend is a name")
-            for attr in ("fingerprint", "max_length", "score_scale", "tokenizer", "score_pairs"):
-                if not hasattr(backend, attr):
-                    raise ConfigError(f"backend object has no {attr!r}; see rerank_core.Backend")
-            self.backend = backend
-        max_length = int(self.backend.max_length)
-        special = int(self.backend.tokenizer.pair_special_tokens)
-        self.max_query_tokens = window.max_query_tokens or max(1, max_length // 2)
-        smallest_budget = window_budget(max_length, self.max_query_tokens, special)
-        if smallest_budget < 1:
-            raise ConfigError(
-                f"max_query_tokens={self.max_query_tokens} leaves no room for text in "
-                f"max_length={max_length}"
+        # every option is checked before a model is loaded
+        options = EngineOptions(
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            window=window,
+            normalize=normalize,
+            on_error=on_error,
+            top_n=top_n,
+        )
+        self._cache = ManagedCache.build(cache)
+        self._backend, self._owns_backend = _adopt(backend, model, device, backend_options)
+        b = self._backend
+        try:
+            self._config = cfg = options.resolve(
+                max_length=int(b.max_length),
+                special_tokens=int(b.tokenizer.pair_special_tokens),
+                preferred_batch_size=info_of(b).preferred_batch_size,
             )
-        if window.overlap is None:
-            self.overlap = min(64, smallest_budget // 4)
-        elif window.overlap >= smallest_budget:
-            raise ConfigError(
-                f"window overlap ({window.overlap} tokens) must be smaller than the window budget "
-                f"({smallest_budget} tokens for a query of {self.max_query_tokens} tokens at "
-                f"max_length={max_length})"
-            )
-        else:
-            self.overlap = window.overlap
-        if batch_size is None:
-            batch_size = int(getattr(self.backend, "preferred_batch_size", 32))
-            _check_positive("backend preferred_batch_size", batch_size)
-        self.batch_size: int = batch_size
-        self.max_batch_tokens = max_batch_tokens or batch_size * max_length
-        self.window = window
-        self.cache = cache_obj
-        self.normalize: Normalize = normalize
-        self.on_error: OnError = on_error
-        self.top_n = top_n
-        self._stats_lock = threading.Lock()
-        self._hits = 0
-        self._misses = 0
-        self._pairs_scored = 0
+        except BaseException:
+            self._close_backend()
+            raise
+        self._planner = Planner.for_config(b.tokenizer, int(b.max_length), cfg)
+        self._counters = Counters()
+        scorer = choose_scorer(b, batch_size=cfg.batch_size, max_batch_tokens=cfg.max_batch_tokens)
+        self._scoring = CachedScoring(scorer, self._cache, lambda: b.fingerprint, self._counters)
+        self._sigmoid = cfg.normalize == "sigmoid" and b.score_scale == "logit"
         self._warned_long_query = False
-        # local models: concurrent callers (threads and asyncio tasks) share model batches
-        self._batcher: MicroBatcher | None = None
-        if wants_micro_batching(self.backend):
-            self._batcher = MicroBatcher(
-                self._run_batch, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens
-            )
 
-    # ------------------------------------------------------------------ public API
+    # ------------------------------------------------------------------ read-only settings
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def config(self) -> EngineConfig:
+        """The engine's settings, frozen at construction."""
+        return self._config
+
+    @property
+    def cache(self) -> GuardedCache | TieredCache | None:
+        return self._cache.cache if self._cache is not None else None
+
+    @property
+    def batch_size(self) -> int:
+        return self._config.batch_size
+
+    @property
+    def window(self) -> WindowConfig:
+        return self._config.window
+
+    @property
+    def normalize(self) -> Normalize:
+        return self._config.normalize
+
+    @property
+    def on_error(self) -> OnError:
+        return self._config.on_error
+
+    @property
+    def top_n(self) -> int | None:
+        return self._config.top_n
 
     @property
     def fingerprint(self) -> str:
-        return self.backend.fingerprint
+        return self._backend.fingerprint
+
+    def describe(self) -> dict[str, Any]:
+        """The backend's ``describe()`` (backend, model_id, device, runtime, precision, ...)
+        and, under ``"engine"``, this engine's settings, scorer and cache."""
+        b = self._backend
+        facts = dict(b.describe()) if isinstance(b, SupportsDescribe) else {}
+        facts.setdefault("backend", type(b).__name__)
+        facts.setdefault("model_id", info_of(b).model_id)
+        cache = self._cache
+        facts["engine"] = {
+            "scorer": self._scoring.scorer.kind,
+            **dataclasses.asdict(self._config),
+            "cache": repr(cache.cache) if cache is not None else None,
+            "owns_cache": cache is not None and cache.owned,
+            "owns_backend": self._owns_backend,
+        }
+        return facts
+
+    # ------------------------------------------------------------------ stats
 
     @property
     def cache_stats(self) -> CacheStats:
-        errors = getattr(self.cache, "errors", 0)
-        if isinstance(self.cache, TieredCache):
-            errors = sum(t.errors for t in self.cache.tiers)
-        return CacheStats(hits=self._hits, misses=self._misses, errors=int(errors))
+        errors = self._cache.stats.errors if self._cache is not None else 0
+        return CacheStats(hits=self._counters.hits, misses=self._counters.misses, errors=errors)
 
     @property
     def pairs_scored(self) -> int:
         """(query, window) pairs the backend has scored since construction."""
-        return self._pairs_scored
+        return self._counters.pairs_scored
 
     @property
     def batcher_stats(self) -> BatcherStats | None:
         """What the micro-batcher shared among concurrent callers (requests, generations,
         model batches, pairs, cross-caller duplicates saved); ``None`` for backends that
         do not use it (HTTP APIs)."""
-        return self._batcher.stats if self._batcher is not None else None
+        return self._scoring.scorer.batcher_stats
 
     def reset_stats(self) -> None:
-        with self._stats_lock:
-            self._hits = self._misses = self._pairs_scored = 0
+        self._counters.reset()
+
+    # ------------------------------------------------------------------ scoring
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
         """One score per text, in input order (NaN for unscored texts under passthrough)."""
-        ranked = self.rerank_many([(query, texts)], top_n=None, min_score=None, _sort=False)[0]
-        return [r.score for r in ranked]
+        return [r.score for r in self._run([(query, texts)], None)[0]]
 
     def rerank(
         self,
@@ -233,28 +187,16 @@ class Reranker:
         min_score: float | None = None,
     ) -> list[RankedText]:
         """Texts ranked best first, cut by ``min_score`` and then ``top_n``."""
-        return self.rerank_many([(query, texts)], top_n=top_n, min_score=min_score)[0]
+        return self._run([(query, texts)], self._cut(top_n, min_score))[0]
 
     def rerank_many(
-        self,
-        jobs: Iterable[tuple[str, Sequence[str]]],
-        *,
-        top_n: int | None = None,
-        min_score: float | None = None,
-        _sort: bool = True,
+        self, jobs: Jobs, *, top_n: int | None = None, min_score: float | None = None
     ) -> list[list[RankedText]]:
         """Rerank several (query, texts) jobs in one batched pass over the model."""
-        job_list = self._check_jobs(jobs, top_n, min_score)
-        plan = self._prepare(job_list)
-        try:
-            scores = self._score_plan(plan)
-        except CrossrankError as exc:
-            return self._on_backend_error(plan, exc, top_n, _sort)
-        return self._finish(plan, scores, top_n, min_score, _sort)
+        return self._run(jobs, self._cut(top_n, min_score))
 
     async def ascore(self, query: str, texts: Sequence[str]) -> list[float]:
-        ranked = (await self._arun([(query, texts)], None, None, _sort=False))[0]
-        return [r.score for r in ranked]
+        return [r.score for r in (await self._arun([(query, texts)], None))[0]]
 
     async def arerank(
         self,
@@ -264,31 +206,64 @@ class Reranker:
         top_n: int | None = None,
         min_score: float | None = None,
     ) -> list[RankedText]:
-        return (await self._arun([(query, texts)], top_n, min_score))[0]
+        return (await self._arun([(query, texts)], self._cut(top_n, min_score)))[0]
 
     async def arerank_many(
-        self,
-        jobs: Iterable[tuple[str, Sequence[str]]],
-        *,
-        top_n: int | None = None,
-        min_score: float | None = None,
+        self, jobs: Jobs, *, top_n: int | None = None, min_score: float | None = None
     ) -> list[list[RankedText]]:
-        return await self._arun(jobs, top_n, min_score)
+        return await self._arun(jobs, self._cut(top_n, min_score))
+
+    def _cut(self, top_n: int | None, min_score: float | None) -> Cut:
+        return Cut(top_n if top_n is not None else self._config.top_n, min_score)
+
+    def _plan(self, jobs: list[Job]) -> Plan:
+        plan = self._planner.plan(jobs)
+        if plan.cut_queries and not self._warned_long_query:
+            self._warned_long_query = True
+            logger.warning(
+                "query of %d tokens cut to max_query_tokens=%d so that text fits beside it",
+                plan.cut_queries[0],
+                self._config.max_query_tokens,
+            )
+        return plan
+
+    def _run(self, jobs: Jobs, cut: Cut | None) -> list[list[RankedText]]:
+        plan = self._plan(check_jobs(jobs))
+        scores: list[float] | None = None
+        try:
+            scores = self._scoring.score(plan.pairs, plan.lengths)
+        except BackendError as exc:
+            self._passthrough(exc)
+        return results(plan, scores, cut, window=self._config.window, apply_sigmoid=self._sigmoid)
+
+    async def _arun(self, jobs: Jobs, cut: Cut | None) -> list[list[RankedText]]:
+        plan = await asyncio.to_thread(self._plan, check_jobs(jobs))
+        scores: list[float] | None = None
+        try:
+            scores = await self._scoring.ascore(plan.pairs, plan.lengths)
+        except BackendError as exc:
+            self._passthrough(exc)
+        return results(plan, scores, cut, window=self._config.window, apply_sigmoid=self._sigmoid)
+
+    def _passthrough(self, exc: BackendError) -> None:
+        """Re-raise, or under ``on_error="passthrough"`` log it (the texts come back unscored).
+        Only a BackendError gets here: Ctrl-C and other errors always propagate."""
+        if self._config.on_error == "raise":
+            raise exc
+        logger.warning("backend failed, returning texts unscored in input order: %s", exc)
+
+    # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
-        """Release the cache's resources (SQLite connections, Redis pools) and the backend's
-        (HTTP clients). Never raises."""
-        if self._batcher is not None:
-            self._batcher.close()
-        tiers = getattr(self.cache, "tiers", (self.cache,))
-        owners = [getattr(t, "inner", t) for t in tiers if t is not None] + [self.backend]
-        for owner in owners:
-            closer = getattr(owner, "close", None)
-            if callable(closer):
-                try:
-                    closer()
-                except Exception:  # closing must never raise
-                    logger.debug("closing %r failed", owner, exc_info=True)
+        """Stop the micro-batcher and release what this engine created (its cache, a backend
+        built from a name); a cache or backend passed in stays open. Never raises."""
+        for part in (self._scoring.scorer, self._cache):
+            close_quietly(part)  # the cache closes itself only when owned
+        self._close_backend()
+
+    def _close_backend(self) -> None:
+        if self._owns_backend:
+            close_quietly(self._backend)
 
     def __enter__(self) -> Reranker:
         return self
@@ -297,290 +272,25 @@ class Reranker:
         self.close()
 
     def __repr__(self) -> str:
+        c = self._config
         return (
-            f"Reranker(backend={self.backend!r}, batch_size={self.batch_size}, "
-            f"window={self.window!r}, normalize={self.normalize!r}, on_error={self.on_error!r})"
+            f"Reranker(backend={self._backend!r}, batch_size={c.batch_size}, "
+            f"window={c.window!r}, normalize={c.normalize!r}, on_error={c.on_error!r})"
         )
 
-    # ------------------------------------------------------------------ pipeline
 
-    async def _arun(
-        self,
-        jobs: Iterable[tuple[str, Sequence[str]]],
-        top_n: int | None,
-        min_score: float | None,
-        *,
-        _sort: bool = True,
-    ) -> list[list[RankedText]]:
-        job_list = self._check_jobs(jobs, top_n, min_score)
-        plan = await asyncio.to_thread(self._prepare, job_list)
-        try:
-            if self._batcher is not None or callable(getattr(self.backend, "ascore_pairs", None)):
-                scores = await self._ascore_plan(plan)
-            else:
-                scores = await asyncio.to_thread(self._score_plan, plan)
-        except CrossrankError as exc:
-            return self._on_backend_error(plan, exc, top_n, _sort)
-        return self._finish(plan, scores, top_n, min_score, _sort)
-
-    def _check_jobs(
-        self,
-        jobs: Iterable[tuple[str, Sequence[str]]],
-        top_n: int | None,
-        min_score: float | None,
-    ) -> list[tuple[str, list[str]]]:
-        if top_n is not None:
-            _check_positive("top_n", top_n)
-        if min_score is not None and (
-            isinstance(min_score, bool)
-            or not isinstance(min_score, (int, float))
-            or math.isnan(min_score)
-        ):
-            raise ConfigError(f"min_score must be a number, got {min_score!r}")
-        out: list[tuple[str, list[str]]] = []
-        for qi, job in enumerate(jobs):
-            try:
-                query, texts = job
-            except (TypeError, ValueError):
-                raise InputError(f"job {qi} must be a (query, texts) pair") from None
-            where = "" if qi == 0 else f" (job {qi})"
-            if not isinstance(query, str) or not query.strip():
-                raise EmptyQueryError(f"query{where} must be a non-blank string, got {query!r:.80}")
-            if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
-                raise InputError(
-                    f"texts{where} must be a list of strings, got {type(texts).__name__}"
-                )
-            items = list(texts)  # a copy: the caller's list is never touched
-            for i, t in enumerate(items):
-                if not isinstance(t, str):
-                    raise InvalidTextError(
-                        f"texts[{i}]{where} must be a string, got {type(t).__name__}",
-                        index=i,
-                        query_index=qi,
-                    )
-            out.append((query, items))
-        return out
-
-    def _model_query(self, query: str) -> tuple[str, int]:
-        """The query as the model sees it (cut to max_query_tokens) and its token count."""
-        clean = _SURROGATES.sub("\ufffd", query)
-        spans = self.backend.tokenizer.token_spans([clean])[0]
-        if len(spans) <= self.max_query_tokens:
-            return clean, len(spans)
-        if not self._warned_long_query:
-            self._warned_long_query = True
-            logger.warning(
-                "query of %d tokens cut to max_query_tokens=%d so that text fits beside it",
-                len(spans),
-                self.max_query_tokens,
-            )
-        return clean[: spans[self.max_query_tokens - 1][1]], self.max_query_tokens
-
-    def _prepare(self, jobs: list[tuple[str, list[str]]]) -> _Plan:
-        tok = self.backend.tokenizer
-        special = int(tok.pair_special_tokens)
-        max_length = int(self.backend.max_length)
-        cfg = self.window
-        plan = _Plan(texts=[t for _, t in jobs], plans=[])
-        uid_of: dict[Pair, int] = {}
-        clean_texts = [[_SURROGATES.sub("\ufffd", t) for t in texts] for _, texts in jobs]
-        flat = [t for texts in clean_texts for t in texts]
-        all_spans = tok.token_spans(flat) if flat else []
-        pos = 0
-        for (query, _), texts in zip(jobs, clean_texts, strict=True):
-            mq, qn = self._model_query(query)
-            budget = window_budget(max_length, qn, special)
-            text_plans: list[_TextPlan] = []
-            for text in texts:
-                spans = all_spans[pos]
-                pos += 1
-                windows, truncated = make_windows(
-                    spans,
-                    len(text),
-                    budget=budget,
-                    overlap=self.overlap,
-                    max_windows=cfg.max_windows,
-                )
-                uids = []
-                for w in windows:
-                    pair = (mq, text[w.start : w.end])
-                    uid = uid_of.get(pair)
-                    if uid is None:
-                        uid = uid_of[pair] = len(plan.pairs)
-                        plan.pairs.append(pair)
-                        plan.lengths.append(qn + w.n_tokens + special)
-                    uids.append(uid)
-                text_plans.append(_TextPlan(windows, truncated, uids))
-            plan.plans.append(text_plans)
-        return plan
-
-    def _keys(self, plan: _Plan) -> list[str]:
-        fp = self.backend.fingerprint
-        return [cache_key(fp, q, t) for q, t in plan.pairs]
-
-    def _lookup(self, plan: _Plan) -> tuple[list[float | None], list[str]]:
-        if self.cache is None or not plan.pairs:
-            return [None] * len(plan.pairs), []
-        keys = self._keys(plan)
-        return self.cache.get_many(keys), keys
-
-    def _count(self, found: Sequence[float | None], scored: int) -> None:
-        hits = sum(v is not None for v in found) if self.cache is not None else 0
-        with self._stats_lock:
-            self._hits += hits
-            self._misses += (len(found) - hits) if self.cache is not None else 0
-            self._pairs_scored += scored
-
-    def _store(self, keys: list[str], missing: list[int], fresh: list[float]) -> None:
-        if self.cache is not None and missing:
-            self.cache.set_many({keys[i]: s for i, s in zip(missing, fresh, strict=True)})
-
-    def _score_plan(self, plan: _Plan) -> list[float]:
-        found, keys = self._lookup(plan)
-        missing = [i for i, v in enumerate(found) if v is None]
-        fresh = self._score_pairs(
-            [plan.pairs[i] for i in missing], [plan.lengths[i] for i in missing]
+def _adopt(
+    backend: str | Backend, model: Any, device: str | None, options: dict[str, Any]
+) -> tuple[Backend, bool]:
+    """The backend and whether the engine owns it (built from a name) or not (passed in)."""
+    if isinstance(backend, str):
+        given = {k: v for k, v in (("model", model), ("device", device)) if v is not None}
+        return load_backend(backend, **options, **given), True
+    if model is not None or device is not None or options:
+        raise ConfigError("model/device/backend options only apply when backend is a name")
+    if not isinstance(backend, Backend):
+        raise ConfigError(
+            "backend must be a preset name or a rerank_core.Backend (fingerprint, max_length, "
+            f"score_scale, tokenizer, score_pairs); got {type(backend).__name__}"
         )
-        self._count(found, len(missing))
-        self._store(keys, missing, fresh)
-        return _merge(found, missing, fresh)
-
-    async def _ascore_plan(self, plan: _Plan) -> list[float]:
-        """Like :meth:`_score_plan` without blocking the loop: cache I/O in a worker thread,
-        scoring awaited (the micro-batcher, or an async backend's ``ascore_pairs``)."""
-        if self.cache is not None and plan.pairs:
-            found, keys = await asyncio.to_thread(self._lookup, plan)
-        else:
-            found, keys = [None] * len(plan.pairs), []
-        missing = [i for i, v in enumerate(found) if v is None]
-        pairs = [plan.pairs[i] for i in missing]
-        lengths = [plan.lengths[i] for i in missing]
-        if self._batcher is None or callable(getattr(self.backend, "ascore_pairs", None)):
-            fresh = await self._ascore_pairs(pairs, lengths)
-        else:
-            fresh = await self._batcher.ascore(pairs, lengths)
-        self._count(found, len(missing))
-        if missing:
-            await asyncio.to_thread(self._store, keys, missing, fresh)
-        return _merge(found, missing, fresh)
-
-    async def _ascore_pairs(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
-        """Score pairs through an async backend in length-sorted batches; input order."""
-        fresh: list[float] = [math.nan] * len(pairs)
-        ascore = self.backend.ascore_pairs  # type: ignore[attr-defined]
-        for batch in plan_batches(
-            lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens
-        ):
-            try:
-                got = await ascore([pairs[i] for i in batch])
-            except CrossrankError:
-                raise
-            except Exception as exc:
-                raise BackendError(f"backend failed: {type(exc).__name__}: {exc}") from exc
-            for i, s in zip(batch, _checked(got, len(batch)), strict=True):
-                fresh[i] = s
-        return fresh
-
-    def _score_pairs(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
-        """Score pairs in length-sorted batches; results in input order."""
-        if self._batcher is not None:
-            return self._batcher.score(pairs, lengths)
-        out: list[float] = [math.nan] * len(pairs)
-        for batch in plan_batches(
-            lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens
-        ):
-            for i, s in zip(batch, self._run_batch([pairs[i] for i in batch]), strict=True):
-                out[i] = s
-        return out
-
-    def _run_batch(self, pairs: list[Pair]) -> list[float]:
-        """One model call: the backend's scores, checked; any failure is a BackendError."""
-        try:
-            got = self.backend.score_pairs(pairs)
-        except CrossrankError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"backend failed: {type(exc).__name__}: {exc}") from exc
-        return _checked(got, len(pairs))
-
-    def _finish(
-        self,
-        plan: _Plan,
-        scores: list[float],
-        top_n: int | None,
-        min_score: float | None,
-        sort: bool,
-    ) -> list[list[RankedText]]:
-        cfg = self.window
-        sigmoid = self.normalize == "sigmoid" and self.backend.score_scale == "logit"
-        top_n = top_n if top_n is not None else (self.top_n if sort else None)
-        results: list[list[RankedText]] = []
-        for texts, text_plans in zip(plan.texts, plan.plans, strict=True):
-            ranked: list[RankedText] = []
-            for i, (text, tp) in enumerate(zip(texts, text_plans, strict=True)):
-                window_scores = [scores[u] for u in tp.uids]
-                if sigmoid:
-                    window_scores = [_sigmoid(s) for s in window_scores]
-                value, best = aggregate(window_scores, cfg.aggregate, cfg.topk)
-                w = tp.windows[best]
-                ranked.append(
-                    RankedText(
-                        index=i,
-                        score=value,
-                        text=text,
-                        window=(w.start, w.end),
-                        n_windows=len(tp.windows),
-                        truncated=tp.truncated,
-                    )
-                )
-            if sort:
-                ranked.sort(key=lambda r: (-r.score, r.index))
-                if min_score is not None:
-                    ranked = [r for r in ranked if r.score >= min_score]
-                if top_n is not None:
-                    ranked = ranked[:top_n]
-            results.append(ranked)
-        return results
-
-    def _on_backend_error(
-        self, plan: _Plan, exc: CrossrankError, top_n: int | None, sort: bool
-    ) -> list[list[RankedText]]:
-        if self.on_error == "raise" or not isinstance(exc, BackendError):
-            raise exc
-        logger.warning("backend failed, returning texts unscored in input order: %s", exc)
-        top_n = top_n if top_n is not None else (self.top_n if sort else None)
-        results: list[list[RankedText]] = []
-        for texts, text_plans in zip(plan.texts, plan.plans, strict=True):
-            items = [
-                RankedText(
-                    index=i,
-                    score=math.nan,
-                    text=text,
-                    window=(0, len(text)),
-                    n_windows=len(tp.windows),
-                    truncated=tp.truncated,
-                    scored=False,
-                )
-                for i, (text, tp) in enumerate(zip(texts, text_plans, strict=True))
-            ]
-            results.append(items[:top_n] if top_n is not None else items)
-        return results
-
-
-def _checked(got: Sequence[float], expected: int) -> list[float]:
-    try:
-        out = [float(s) for s in got]
-    except (TypeError, ValueError) as exc:
-        raise BackendError(f"backend returned something other than numbers: {exc}") from exc
-    if len(out) != expected:
-        raise BackendError(f"backend returned {len(out)} scores for {expected} pairs")
-    if not all(math.isfinite(s) for s in out):
-        raise BackendError("backend returned a non-finite score")
-    return out
-
-
-def _merge(found: list[float | None], missing: list[int], fresh: list[float]) -> list[float]:
-    out = [0.0 if v is None else v for v in found]
-    for i, s in zip(missing, fresh, strict=True):
-        out[i] = s
-    return out
+    return backend, False

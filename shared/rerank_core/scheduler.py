@@ -13,6 +13,12 @@ generation, so no caller waits behind more than one generation of others.
   the caller whose pairs fail gets the error.
 * The worker starts on first use and stops after ``idle_timeout`` seconds without
   work (or on :meth:`close`); it is a daemon thread and is restarted after a fork.
+* Interrupts are never swallowed nor turned into other errors. A caller interrupted
+  while it waits (Ctrl-C in the main thread: ``KeyboardInterrupt``, ``SystemExit``)
+  withdraws its request and the interrupt propagates. A backend that raises
+  ``KeyboardInterrupt``/``SystemExit`` on the worker thread fails every caller of
+  that generation with that very exception (re-raised in each caller's thread or
+  task); the worker survives and serves the callers that come next.
 * Model calls happen on the worker thread only, one at a time: the backend never
   sees two batches at once (no tokenizer "Already borrowed", no oversubscribed cores).
 """
@@ -29,23 +35,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
+from ._validate import number, positive_int
 from .batching import plan_batches
 from .types import Pair
 
-__all__ = ["BatcherStats", "MicroBatcher", "wants_micro_batching"]
+__all__ = ["BatcherStats", "MicroBatcher"]
 
 RunBatch = Callable[[list[Pair]], list[float]]
-
-
-def wants_micro_batching(backend: object) -> bool:
-    """Local models gain from shared batches; truly async (HTTP) backends do not.
-
-    A backend may say so itself with a ``micro_batching`` attribute.
-    """
-    declared = getattr(backend, "micro_batching", None)
-    if declared is not None:
-        return bool(declared)
-    return not callable(getattr(backend, "ascore_pairs", None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +101,11 @@ class MicroBatcher:
         idle_timeout: float = 5.0,
         name: str = "crossrank-batcher",
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self._run_batch = run_batch
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
-        self.max_wait = max(0.0, float(max_wait))
-        self.idle_timeout = idle_timeout
+        self._batch_size = positive_int("batch_size", batch_size)
+        self._max_batch_tokens = positive_int("max_batch_tokens", max_batch_tokens, allow_none=True)
+        self._max_wait = number("max_wait", max_wait, at_least=0.0)
+        self._idle_timeout = number("idle_timeout", idle_timeout, above=0.0)
         self._name = name
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
@@ -119,6 +113,14 @@ class MicroBatcher:
         self._stopping = False
         self._stats = BatcherStats()
         _batchers.add(self)
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def max_batch_tokens(self) -> int | None:
+        return self._max_batch_tokens
 
     # ------------------------------------------------------------------ callers
 
@@ -147,7 +149,12 @@ class MicroBatcher:
             return []
         if threading.current_thread() is self._worker:  # re-entrant use from a backend
             return self._direct(list(pairs), list(lengths))
-        return self.submit(pairs, lengths).result()
+        fut = self.submit(pairs, lengths)
+        try:
+            return fut.result()
+        except BaseException:
+            fut.cancel()  # interrupted while waiting (Ctrl-C): withdraw the request
+            raise
 
     async def ascore(self, pairs: Sequence[Pair], lengths: Sequence[int]) -> list[float]:
         """Score ``pairs`` in shared batches without blocking the event loop.
@@ -177,13 +184,13 @@ class MicroBatcher:
         while True:
             with self._cond:
                 if not self._queue and not self._stopping:
-                    self._cond.wait(self.idle_timeout)
+                    self._cond.wait(self._idle_timeout)
                 if not self._queue:
                     if self._worker is threading.current_thread():
                         self._worker = None
                     return
-                if self.max_wait and len(self._queue) == 1:
-                    deadline = time.monotonic() + self.max_wait
+                if self._max_wait and len(self._queue) == 1:
+                    deadline = time.monotonic() + self._max_wait
                     while len(self._queue) == 1 and not self._stopping:
                         left = deadline - time.monotonic()
                         if left <= 0:
@@ -192,14 +199,12 @@ class MicroBatcher:
                 generation, self._queue = self._queue, []
             try:
                 self._run_generation(generation)
-            except BaseException as exc:  # never leave a caller waiting forever
+            except BaseException as exc:  # handed to the callers (re-raised there), not swallowed
+                # Never leave a caller waiting forever. An interrupt (KeyboardInterrupt,
+                # SystemExit) raised by the backend reaches each caller of this generation
+                # unchanged and is re-raised there; the worker goes on for later callers.
                 for req in generation:
                     _fail(req, exc)
-                if not isinstance(exc, Exception):
-                    with self._cond:
-                        if self._worker is threading.current_thread():
-                            self._worker = None
-                    raise
 
     def _run_generation(self, generation: list[_Request]) -> None:
         # unique pairs across callers; each slot lists the (request, position) it feeds
@@ -220,7 +225,7 @@ class MicroBatcher:
                 users[slot].append((req, pos))
         n_items = sum(len(r.pairs) for r in live)
         batches = plan_batches(
-            lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens
+            lengths, batch_size=self._batch_size, max_tokens=self._max_batch_tokens
         )
         ran = 0
         for batch in batches:
@@ -285,7 +290,7 @@ class MicroBatcher:
     def _direct(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
         out = [0.0] * len(pairs)
         for batch in plan_batches(
-            lengths, batch_size=self.batch_size, max_tokens=self.max_batch_tokens
+            lengths, batch_size=self._batch_size, max_tokens=self._max_batch_tokens
         ):
             for i, s in zip(batch, self._run_batch([pairs[i] for i in batch]), strict=True):
                 out[i] = s

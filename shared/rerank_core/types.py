@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from .errors import ConfigError
+
 __all__ = [
     "AsyncBackend",
     "Backend",
@@ -33,6 +35,7 @@ __all__ = [
     "SupportsDescribe",
     "SupportsInfo",
     "Tokenizer",
+    "info_of",
 ]
 
 ScoreScale = Literal["logit", "probability"]
@@ -162,3 +165,16 @@ class SupportsInfo(Protocol):
 
     @property
     def info(self) -> BackendInfo: ...
+
+
+def info_of(backend: object) -> BackendInfo:
+    """The :class:`BackendInfo` a backend declares; for one that declares none, the
+    defaults (``micro_batching`` unless it is an :class:`AsyncBackend`)."""
+    if isinstance(backend, SupportsInfo):
+        info = backend.info
+        if not isinstance(info, BackendInfo):
+            raise ConfigError(
+                f"{type(backend).__name__}.info must be a BackendInfo, got {type(info).__name__}"
+            )
+        return info
+    return BackendInfo(micro_batching=not isinstance(backend, AsyncBackend))

@@ -1,21 +1,30 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import math
 import threading
 import time
+import warnings
+from pathlib import Path
 
 import pytest
 from helpers import KeywordBackend
 from rerank_core import (
+    BACKENDS,
     BackendError,
+    BackendInfo,
     ConfigError,
     EmptyQueryError,
     InputError,
     InvalidTextError,
+    MemoryCache,
     RankedText,
     Reranker,
+    SQLiteCache,
     WindowConfig,
+    register_backend,
 )
 
 TEXTS = ["the cat sat on the mat", "a dog barks loudly", "a cat and a dog", "nothing here"]
@@ -260,7 +269,7 @@ def test_threads_share_one_reranker(keyword_backend: KeywordBackend) -> None:
 
 def test_backend_preferred_batch_size_is_the_default() -> None:
     class Big(KeywordBackend):
-        preferred_batch_size = 1000
+        info = BackendInfo(preferred_batch_size=1000)
 
     b = Big()
     rr = Reranker(b, cache=None)
@@ -271,14 +280,101 @@ def test_backend_preferred_batch_size_is_the_default() -> None:
     assert Reranker(KeywordBackend()).batch_size == 32
 
 
-def test_close_releases_backend_and_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    class Closable(KeywordBackend):
-        closed = 0
+class Closable(KeywordBackend):
+    def __init__(self, **kw: object) -> None:
+        super().__init__()
+        self.closed = 0
 
-        def close(self) -> None:
-            self.closed += 1
+    def close(self) -> None:
+        self.closed += 1
 
+
+def test_close_releases_what_the_engine_built_and_leaves_what_was_passed_in(
+    tmp_path: Path,
+) -> None:
     b = Closable()
-    with Reranker(b, cache=tmp_path / "c.sqlite") as rr:
+    path = tmp_path / "c.sqlite"
+    with Reranker(b, cache=path) as rr:  # SQLite built by the engine from a path
         rr.rerank("cat", TEXTS)
-    assert b.closed == 1
+        assert Path(f"{path}-wal").exists()  # the engine's SQLite connection is open
+        assert rr.describe()["engine"]["owns_cache"] and not rr.describe()["engine"]["owns_backend"]
+    assert b.closed == 0  # passed in: the caller's to close
+    assert not Path(f"{path}-wal").exists()  # the last connection closed: WAL checkpointed away
+
+    register_backend("closable-test", "test_engine:Closable")
+    try:
+        with Reranker("closable-test", cache=None) as rr:
+            built = rr.backend
+            assert isinstance(built, Closable) and rr.describe()["engine"]["owns_backend"]
+        assert built.closed == 1  # built from a name: the engine's to close
+    finally:
+        BACKENDS.pop("closable-test")
+
+
+def test_a_passed_in_cache_stays_open_for_other_engines(tmp_path: Path) -> None:
+    shared_sqlite = SQLiteCache(tmp_path / "shared.sqlite")
+    memory = MemoryCache()
+    for cache in (shared_sqlite, memory):
+        first, second = (
+            Reranker(KeywordBackend(), cache=cache),
+            Reranker(KeywordBackend(), cache=cache),
+        )
+        first.rerank("cat", TEXTS)
+        first.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a closed cache would warn (CacheWarning)
+            second.rerank("cat", TEXTS)
+        assert second.pairs_scored == 0 and second.cache_stats.hits == len(TEXTS)
+        assert second.cache_stats.errors == 0
+    shared_sqlite.close()
+
+
+def test_a_failed_construction_closes_the_backend_it_built() -> None:
+    register_backend("closable-test", "test_engine:Closable")
+    built: list[Closable] = []
+    orig = Closable.__init__
+
+    def record(self: Closable, **kw: object) -> None:
+        orig(self, **kw)
+        built.append(self)
+
+    try:
+        Closable.__init__ = record  # type: ignore[method-assign]
+        with pytest.raises(ConfigError, match="overlap"):
+            Reranker("closable-test", window=WindowConfig(overlap=60))
+        assert [b.closed for b in built] == [1]
+    finally:
+        Closable.__init__ = orig  # type: ignore[method-assign]
+        BACKENDS.pop("closable-test")
+
+
+def test_configuration_is_frozen(keyword_backend: KeywordBackend) -> None:
+    rr = Reranker(keyword_backend, batch_size=4, top_n=2)
+    for name, value in (("batch_size", 8), ("top_n", 1), ("on_error", "passthrough")):
+        with pytest.raises(AttributeError):
+            setattr(rr, name, value)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rr.config.batch_size = 8  # type: ignore[misc]
+    assert rr.config.batch_size == 4 and rr.config.top_n == 2
+    assert rr.config.max_batch_tokens == 4 * keyword_backend.max_length
+    assert len(rr.rerank("cat", TEXTS)) == 2
+
+
+def test_describe_has_backend_facts_and_engine_settings(keyword_backend: KeywordBackend) -> None:
+    class Described(KeywordBackend):
+        info = BackendInfo(model_id="kw/v1", micro_batching=True)
+
+        def describe(self) -> dict[str, object]:
+            return {"backend": "keyword", "model_id": "kw/v1", "device": "cpu"}
+
+    d = Reranker(Described(), batch_size=8, window=WindowConfig(overlap=5)).describe()
+    assert d["backend"] == "keyword" and d["device"] == "cpu" and d["model_id"] == "kw/v1"
+    engine = d["engine"]
+    assert engine["scorer"] == "micro-batched" and engine["batch_size"] == 8
+    assert engine["overlap"] == 5 and engine["window"]["overlap"] == 5
+    assert engine["owns_cache"] and not engine["owns_backend"]
+    json.dumps(d)  # plain data
+    plain = Reranker(keyword_backend, cache=None).describe()  # no describe(): the basics
+    assert plain["backend"] == "KeywordBackend" and plain["model_id"] is None
+    assert plain["engine"]["scorer"] == "micro-batched"  # declares nothing, not async
+    assert plain["engine"]["cache"] is None

@@ -13,8 +13,9 @@ import pytest
 from helpers import KeywordBackend
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rerank_core import BackendError, BatcherStats, Reranker
-from rerank_core.scheduler import MicroBatcher, wants_micro_batching
+from rerank_core import BackendError, BackendInfo, BatcherStats, ConfigError, Reranker
+from rerank_core.scheduler import MicroBatcher
+from rerank_core.scoring import wants_micro_batching
 
 Pair = tuple[str, str]
 
@@ -238,14 +239,31 @@ def test_which_backends_get_a_micro_batcher(keyword_backend: KeywordBackend) -> 
             return self.score_pairs(pairs)
 
     class OptOut(KeywordBackend):
-        micro_batching = False
+        info = BackendInfo(micro_batching=False)
 
-    assert wants_micro_batching(keyword_backend)
+    class AsyncOptIn(Async):
+        info = BackendInfo(micro_batching=True)
+
+    class Undeclared(KeywordBackend):
+        micro_batching = False  # not the declared capability: ignored
+
+    assert wants_micro_batching(keyword_backend)  # declares nothing, not async: shares
     assert not wants_micro_batching(Async())
     assert not wants_micro_batching(OptOut())
+    assert wants_micro_batching(AsyncOptIn())
+    assert wants_micro_batching(Undeclared())
     assert Reranker(keyword_backend).batcher_stats == BatcherStats()
     assert Reranker(Async()).batcher_stats is None
     assert Reranker(OptOut()).batcher_stats is None
+    assert Reranker(OptOut()).describe()["engine"]["scorer"] == "direct"
+    assert Reranker(Async()).describe()["engine"]["scorer"] == "async"
+    assert Reranker(AsyncOptIn()).describe()["engine"]["scorer"] == "micro-batched"
+
+
+def test_bad_micro_batcher_options_are_config_errors() -> None:
+    for kwargs in ({"batch_size": 0}, {"batch_size": 2, "max_wait": -1}, {"batch_size": True}):
+        with pytest.raises(ConfigError):
+            MicroBatcher(Recorder(), **kwargs)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- through the engine
@@ -334,7 +352,7 @@ def test_micro_batcher_works_in_a_forked_child(keyword_backend: KeywordBackend) 
 
     rr = Reranker(keyword_backend, cache=None)
     expected = rr.score("cat dog", ["a cat", "a dog and a cat", "nothing"])
-    assert rr._batcher is not None and rr._batcher._worker is not None  # alive in the parent
+    assert any(t.name == "crossrank-batcher" and t.is_alive() for t in threading.enumerate())
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
 

@@ -9,8 +9,18 @@ import sys
 import pytest
 import rerank_core
 
-HEAVY = ("torch", "transformers", "FlagEmbedding", "cohere", "llama_index", "langchain_core",
-         "langchain", "sentence_transformers", "redis", "onnxruntime")
+HEAVY = (
+    "torch",
+    "transformers",
+    "FlagEmbedding",
+    "cohere",
+    "llama_index",
+    "langchain_core",
+    "langchain",
+    "sentence_transformers",
+    "redis",
+    "onnxruntime",
+)
 
 
 def test_import_rerank_core_imports_no_heavy_dependency() -> None:
@@ -26,14 +36,44 @@ def test_import_rerank_core_imports_no_heavy_dependency() -> None:
 def test_public_surface_is_pinned() -> None:
     assert sorted(rerank_core.__all__) == sorted(
         [
-            "BACKENDS", "APIError", "APITimeoutError", "AsyncBackend", "AuthenticationError",
-            "Backend", "BackendError", "BatcherStats", "CacheError", "CacheStats",
-            "CacheWarning", "ConfigError",
-            "CrossrankError", "EmptyQueryError", "InputError", "InvalidTextError", "MemoryCache",
-            "MissingDependencyError", "BrokenDependencyError", "DependencyError",
-            "ModelLoadError", "RankedText", "RateLimitError",
-            "RedisCache", "Reranker", "SQLiteCache", "ScoreCache", "TieredCache", "Tokenizer",
-            "WindowConfig", "__version__", "load_backend", "register_backend",
+            "BACKENDS",
+            "APIError",
+            "APITimeoutError",
+            "AsyncBackend",
+            "AuthenticationError",
+            "Backend",
+            "BackendError",
+            "BatcherStats",
+            "CacheError",
+            "CacheStats",
+            "CacheWarning",
+            "ConfigError",
+            "CrossrankError",
+            "EmptyQueryError",
+            "InputError",
+            "InvalidTextError",
+            "MemoryCache",
+            "MissingDependencyError",
+            "BrokenDependencyError",
+            "DependencyError",
+            "ModelLoadError",
+            "RankedText",
+            "RateLimitError",
+            "RedisCache",
+            "Reranker",
+            "SQLiteCache",
+            "ScoreCache",
+            "TieredCache",
+            "Tokenizer",
+            "WindowConfig",
+            "__version__",
+            "load_backend",
+            "register_backend",
+            "BackendInfo",
+            "EngineConfig",
+            "SupportsClose",
+            "SupportsDescribe",
+            "SupportsInfo",
         ]
     )
     for name in rerank_core.__all__:
