@@ -23,7 +23,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import CacheError, ConfigError, MissingDependencyError
+from . import _deps
+from ._validate import number
+from .errors import CacheError, ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import redis
@@ -108,19 +110,14 @@ class RedisCache:
         socket_timeout: float = 0.5,
         connect_timeout: float = 0.5,
     ) -> None:
-        if ttl is not None and (
-            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0
-        ):
-            raise ConfigError(f"ttl must be None or a number of seconds > 0, got {ttl!r}")
+        number("ttl (seconds)", ttl, above=0, allow_none=True)
         if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
             raise ConfigError(
                 "namespace must be 1-64 characters of letters, digits and _.-:, "
                 f"got {namespace!r:.80}"
             )
-        timeouts = (("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout))
-        for name, value in timeouts:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+        socket_timeout = number("socket_timeout (seconds)", socket_timeout, above=0)
+        connect_timeout = number("connect_timeout (seconds)", connect_timeout, above=0)
         self.ttl = ttl
         self.namespace = namespace
         self._prefix = namespace + ":"
@@ -130,7 +127,7 @@ class RedisCache:
                 raise ConfigError(f"url must be a string, got {type(url).__name__}")
             self._url = redact_url(url)
             self._secrets = _secrets_in(url)
-            client = self._build_client(url, float(socket_timeout), float(connect_timeout))
+            client = self._build_client(url, socket_timeout, connect_timeout)
         else:
             self._url = "<client>"
             self._secrets = []
@@ -140,31 +137,27 @@ class RedisCache:
 
     @staticmethod
     def _build_client(url: str, socket_timeout: float, connect_timeout: float) -> redis.Redis:
+        redis_mod, backoff, retry = (
+            _deps.require(module, extra="redis", package="redis", purpose="RedisCache")
+            for module in ("redis", "redis.backoff", "redis.retry")
+        )
         try:
-            import redis as redis_mod
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-        except ImportError as exc:
-            err = MissingDependencyError(
-                "RedisCache needs 'redis', which is not installed; "
-                'install it with: pip install "crossrank[redis]"',
-                extra="redis",
-            )
-            raise err from exc
-        try:
-            return redis_mod.Redis.from_url(
+            client: redis.Redis = redis_mod.Redis.from_url(
                 url,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=connect_timeout,
                 # One immediate reconnect for a connection the server dropped (a
                 # restart); never a back-off, and never a retry after a timeout.
-                retry=Retry(NoBackoff(), 1, supported_errors=(redis_mod.ConnectionError,)),
+                retry=retry.Retry(
+                    backoff.NoBackoff(), 1, supported_errors=(redis_mod.ConnectionError,)
+                ),
                 retry_on_timeout=False,
                 health_check_interval=0,
             )
         except ValueError as exc:
             detail = _scrub(str(exc), _secrets_in(url))
             raise ConfigError(f"invalid Redis URL {redact_url(url)!r}: {detail}") from None
+        return client
 
     # ------------------------------------------------------------------ cache protocol
 
