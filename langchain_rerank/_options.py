@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, PrivateAttr
 from rerank_core import Reranker
-from rerank_core.adapter_support import DEFAULT_BACKEND, check_cut, engine_for
+from rerank_core.adapter_support import DEFAULT_BACKEND, Cut, configure
 
 __all__ = ["RerankOptions"]
 
@@ -24,7 +23,7 @@ class RerankOptions(BaseModel):
     """Documents to keep (None: all, or the engine's own ``top_n``)."""
     min_score: float | None = None
     """Drop documents scoring below this."""
-    backend: str | None = "minilm"
+    backend: str | None = DEFAULT_BACKEND
     """Backend preset; None when built from a ready ``reranker``."""
     model: str | None = None
     """Model id or local directory (default: the preset's)."""
@@ -36,21 +35,8 @@ class RerankOptions(BaseModel):
     _reranker: Reranker = PrivateAttr()
 
     def __init__(self, *, reranker: Reranker | None = None, **data: Any) -> None:
-        fields = type(self).model_fields
-        options = {k: data.pop(k) for k in list(data) if k not in fields}
-        check_cut(data.get("top_n"), data.get("min_score"))
-        if isinstance(data.get("model"), os.PathLike):
-            data["model"] = os.fspath(data["model"])
-        engine_options = {"model": data.get("model"), "device": data.get("device"), **options}
-        engine = engine_for(
-            reranker,
-            data.get("backend", DEFAULT_BACKEND),
-            data.get("on_error"),
-            {k: v for k, v in engine_options.items() if v is not None},
-        )
-        data["backend"] = None if reranker is not None else data.get("backend", DEFAULT_BACKEND)
-        data["on_error"] = engine.on_error
-        super().__init__(**data)
+        fields, engine = configure(type(self).model_fields, data, reranker)
+        super().__init__(**fields)
         self._reranker = engine
 
     @property
@@ -58,9 +44,6 @@ class RerankOptions(BaseModel):
         """The engine (shared when one was passed in)."""
         return self._reranker
 
-    def _cut(self, top_n: int | None, min_score: float | None) -> dict[str, Any]:
-        check_cut(top_n, min_score)
-        return {
-            "top_n": self.top_n if top_n is None else top_n,
-            "min_score": self.min_score if min_score is None else min_score,
-        }
+    def _cut(self, top_n: int | None = None, min_score: float | None = None) -> Cut:
+        """The fields' cut with per-call values where given (checked: ``ConfigError``)."""
+        return Cut(self.top_n, self.min_score).override(top_n, min_score)

@@ -8,7 +8,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict
 
-from ._documents import scored_copies, texts_of
+from ._documents import scored_copies, texts_of_documents
 from ._options import RerankOptions
 
 __all__ = ["RerankCompressor"]
@@ -31,7 +31,7 @@ class RerankCompressor(RerankOptions, BaseDocumentCompressor):
         query: str,
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
-        ranked = self._reranker.rerank(query, texts_of(documents), **self._cut(None, None))
+        ranked = self._cut().rerank(self._reranker, query, texts_of_documents(documents))
         return scored_copies(documents, ranked)
 
     async def acompress_documents(
@@ -40,5 +40,6 @@ class RerankCompressor(RerankOptions, BaseDocumentCompressor):
         query: str,
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
-        ranked = await self._reranker.arerank(query, texts_of(documents), **self._cut(None, None))
+        texts = texts_of_documents(documents)
+        ranked = await self._cut().arerank(self._reranker, query, texts)
         return scored_copies(documents, ranked)

@@ -11,8 +11,9 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever, RetrieverLike
 from pydantic import ConfigDict
+from rerank_core.adapter_support import check_query
 
-from ._documents import scored_copies, texts_of
+from ._documents import scored_copies, texts_of_documents
 from ._options import RerankOptions
 
 __all__ = ["RerankRetriever"]
@@ -42,10 +43,11 @@ class RerankRetriever(RerankOptions, BaseRetriever):
         **kwargs: Any,
     ) -> list[Document]:
         cut = self._cut(top_n, min_score)
+        check_query(query)
         docs = self.base_retriever.invoke(
             query, config={"callbacks": run_manager.get_child()}, **kwargs
         )
-        ranked = self._reranker.rerank(query, texts_of(docs), **cut)
+        ranked = cut.rerank(self._reranker, query, texts_of_documents(docs))
         return scored_copies(docs, ranked)
 
     async def _aget_relevant_documents(
@@ -58,8 +60,9 @@ class RerankRetriever(RerankOptions, BaseRetriever):
         **kwargs: Any,
     ) -> list[Document]:
         cut = self._cut(top_n, min_score)
+        check_query(query)
         docs = await self.base_retriever.ainvoke(
             query, config={"callbacks": run_manager.get_child()}, **kwargs
         )
-        ranked = await self._reranker.arerank(query, texts_of(docs), **cut)
+        ranked = await cut.arerank(self._reranker, query, texts_of_documents(docs))
         return scored_copies(docs, ranked)

@@ -1,18 +1,16 @@
-"""crossrank for LlamaIndex: ``RerankPostprocessor`` for ``node_postprocessors=[...]``."""
+"""crossrank for LlamaIndex: ``RerankPostprocessor`` for ``node_postprocessors=[...]``.
+
+Needs ``llama-index-core`` (the ``llamaindex`` extra): without it, importing this package
+raises ``MissingDependencyError``; when it is installed but fails to import,
+``BrokenDependencyError`` with the version and the underlying error.
+"""
 
 from __future__ import annotations
 
-from rerank_core import MissingDependencyError
+from rerank_core.adapter_support import require_framework
 
-try:
-    from .postprocessor import RerankPostprocessor
-except ImportError as exc:  # llama-index-core is an optional extra
-    if not (exc.name or "").startswith("llama_index"):
-        raise
-    raise MissingDependencyError(
-        "llamaindex_rerank needs 'llama-index-core', which is not installed; "
-        'install it with: pip install "crossrank[llamaindex]"',
-        extra="llamaindex",
-    ) from exc
+require_framework("llama_index.core", extra="llamaindex", adapter="llamaindex_rerank")
+
+from .postprocessor import RerankPostprocessor  # noqa: E402  (after the check above)
 
 __all__ = ["RerankPostprocessor"]

@@ -2,30 +2,33 @@
 
 It only converts types (nodes → texts → new nodes), forwards ``top_n``/``min_score``
 and emits LlamaIndex's events; windows, batching, caching and sorting are the
-engine's.
+engine's, option handling is ``rerank_core.adapter_support``'s.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
-from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.callbacks import CallbackManager
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-from rerank_core import ConfigError, EmptyQueryError, InvalidTextError, RankedText, Reranker
-from rerank_core.adapter_support import DEFAULT_BACKEND, check_cut, engine_for
+from rerank_core import RankedText, Reranker
+from rerank_core.adapter_support import (
+    COMMON_FIELDS,
+    DEFAULT_BACKEND,
+    Cut,
+    RerankEventData,
+    configure,
+)
+
+from ._events import rerank_events
+from ._nodes import metadata_mode_of, query_of, scored_copies, texts_of_nodes
 
 __all__ = ["RerankPostprocessor"]
-
-dispatcher = get_dispatcher(__name__)
-
-RETRIEVAL_SCORE = "retrieval_score"
 
 
 class RerankPostprocessor(BaseNodePostprocessor):
@@ -46,7 +49,8 @@ class RerankPostprocessor(BaseNodePostprocessor):
     )
     min_score: float | None = Field(default=None, description="Drop nodes scoring below this.")
     backend: str | None = Field(
-        default="minilm", description="Backend preset; None when built from a ready reranker."
+        default=DEFAULT_BACKEND,
+        description="Backend preset; None when built from a ready reranker.",
     )
     model: str | None = Field(default=None, description="Model id or local directory.")
     device: str | None = Field(default=None, description="cpu (default), auto, cuda:0, ...")
@@ -79,32 +83,12 @@ class RerankPostprocessor(BaseNodePostprocessor):
         callback_manager: CallbackManager | None = None,
         **options: Any,
     ) -> None:
-        check_cut(top_n, min_score)
-        try:
-            mode = MetadataMode(metadata_mode)
-        except ValueError:
-            modes = ", ".join(repr(m.value) for m in MetadataMode)
-            raise ConfigError(
-                f"metadata_mode must be one of {modes}; got {metadata_mode!r}"
-            ) from None
-        model = os.fspath(model) if isinstance(model, os.PathLike) else model
-        engine_options = {"model": model, "device": device, **options}
-        engine = engine_for(
-            reranker,
-            backend,
-            on_error,
-            {k: v for k, v in engine_options.items() if v is not None},
+        mode = metadata_mode_of(metadata_mode)
+        values = dict(top_n=top_n, min_score=min_score, backend=backend, model=model, device=device)
+        fields, engine = configure(
+            COMMON_FIELDS, {**values, "on_error": on_error, **options}, reranker
         )
-        fields: dict[str, Any] = {
-            "top_n": top_n,
-            "min_score": min_score,
-            "backend": None if reranker is not None else backend,
-            "model": model,
-            "device": device,
-            "keep_retrieval_score": keep_retrieval_score,
-            "metadata_mode": mode,
-            "on_error": engine.on_error,
-        }
+        fields.update(keep_retrieval_score=keep_retrieval_score, metadata_mode=mode)
         if callback_manager is not None:
             fields["callback_manager"] = callback_manager
         super().__init__(**fields)
@@ -122,100 +106,32 @@ class RerankPostprocessor(BaseNodePostprocessor):
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        query, texts = self._inputs(nodes, query_bundle)
+        query, texts, cut = self._inputs(nodes, query_bundle)
         if not texts:
             return []
-        with self._events(nodes, query_bundle, query) as finish:
-            return finish(
-                self._reranker.rerank(query, texts, top_n=self.top_n, min_score=self.min_score)
-            )
+        with self._events(nodes, query_bundle, query, cut) as end:
+            return end(self._copies(nodes, cut.rerank(self._reranker, query, texts)))
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        query, texts = self._inputs(nodes, query_bundle)
+        query, texts, cut = self._inputs(nodes, query_bundle)
         if not texts:
             return []
-        with self._events(nodes, query_bundle, query) as finish:
-            return finish(
-                await self._reranker.arerank(
-                    query, texts, top_n=self.top_n, min_score=self.min_score
-                )
-            )
-
-    @contextmanager
-    def _events(
-        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None, query: str
-    ) -> Iterator[Callable[[list[RankedText]], list[NodeWithScore]]]:
-        """LlamaIndex's rerank events around one call; yields what turns results into nodes."""
-        model_name = self._model_name()
-        top_k = self.top_n or self._reranker.top_n or len(nodes)
-        dispatcher.event(
-            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_k, model_name=model_name)
-        )
-        payload: dict[str, Any] = {
-            EventPayload.NODES: nodes,
-            EventPayload.QUERY_STR: query,
-            EventPayload.MODEL_NAME: model_name,
-            EventPayload.TOP_K: top_k,
-        }
-        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
-
-            def finish(ranked: list[RankedText]) -> list[NodeWithScore]:
-                out = self._copies(nodes, ranked)
-                event.on_end(payload={EventPayload.NODES: out})
-                dispatcher.event(ReRankEndEvent(nodes=out))
-                return out
-
-            yield finish
-
-    # ------------------------------------------------------------------ conversion
+        with self._events(nodes, query_bundle, query, cut) as end:
+            return end(self._copies(nodes, await cut.arerank(self._reranker, query, texts)))
 
     def _inputs(
-        self, nodes: Sequence[NodeWithScore], query_bundle: QueryBundle | None
-    ) -> tuple[str, list[str]]:
-        if query_bundle is None:
-            raise EmptyQueryError(
-                "RerankPostprocessor needs the query: call postprocess_nodes(nodes, "
-                "query_bundle=QueryBundle(...)) or query_str=..."
-            )
-        query = query_bundle.query_str
-        if not isinstance(query, str) or not query.strip():
-            raise EmptyQueryError(f"query must be a non-blank string, got {query!r:.80}")
-        texts = []
-        for i, n in enumerate(nodes):
-            if not isinstance(n, NodeWithScore):
-                raise InvalidTextError(
-                    f"nodes[{i}] must be a NodeWithScore, got {type(n).__name__}", index=i
-                )
-            texts.append(n.node.get_content(metadata_mode=self.metadata_mode))
-        return query, texts
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
+    ) -> tuple[str, list[str], Cut]:
+        query = query_of(query_bundle)
+        return query, texts_of_nodes(nodes, self.metadata_mode), Cut(self.top_n, self.min_score)
 
-    def _copies(
-        self, nodes: Sequence[NodeWithScore], ranked: list[RankedText]
-    ) -> list[NodeWithScore]:
-        out = []
-        for r in ranked:
-            src = nodes[r.index].node
-            update: dict[str, Any] = {"metadata": dict(src.metadata)}
-            if self.keep_retrieval_score:
-                # hidden from the text that models and LLMs read: the copy reads as before
-                update["metadata"][RETRIEVAL_SCORE] = nodes[r.index].score
-                update["excluded_embed_metadata_keys"] = [
-                    *src.excluded_embed_metadata_keys,
-                    RETRIEVAL_SCORE,
-                ]
-                update["excluded_llm_metadata_keys"] = [
-                    *src.excluded_llm_metadata_keys,
-                    RETRIEVAL_SCORE,
-                ]
-            out.append(
-                NodeWithScore(
-                    node=src.model_copy(update=update), score=r.score if r.scored else None
-                )
-            )
-        return out
+    def _events(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None, query: str, cut: Cut
+    ) -> AbstractContextManager[Callable[[list[NodeWithScore]], list[NodeWithScore]]]:
+        data = RerankEventData.of(self._reranker, query, cut, len(nodes), model=self.model)
+        return rerank_events(self.callback_manager, nodes, query_bundle, data)
 
-    def _model_name(self) -> str:
-        backend = self._reranker.backend
-        return str(self.model or getattr(backend, "model_id", None) or type(backend).__name__)
+    def _copies(self, nodes: list[NodeWithScore], ranked: list[RankedText]) -> list[NodeWithScore]:
+        return scored_copies(nodes, ranked, keep_retrieval_score=self.keep_retrieval_score)

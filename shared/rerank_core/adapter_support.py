@@ -1,45 +1,149 @@
-"""What every framework adapter needs from the engine: build or adopt a Reranker, check cuts.
+"""What every framework adapter shares, so that an adapter only converts types.
 
-Shared by `llamaindex_rerank` and `langchain_rerank` so that both build the engine the same way.
+A framework adapter (``llamaindex_rerank``, ``langchain_rerank``, the next one) declares its
+serialized fields, emits its framework's events and writes scores into copies of the
+framework's objects. The rest is here, so every adapter behaves the same:
+
+* :func:`require_framework` imports the framework or raises a ``DependencyError`` that tells
+  the truth (not installed → the extra to install; installed but broken → why).
+* :func:`configure` splits an adapter's keywords into its serialized fields and the
+  engine/backend options (kept off the object: no ``api_key`` in ``repr`` or JSON), checks
+  them (``ConfigError``) and builds the engine, or adopts a ready ``Reranker``;
+  :func:`one_of` checks a framework option against its choices the way the core does.
+* :class:`Cut` is ``top_n``/``min_score``: checked at construction, overridable per call,
+  forwarded to ``rerank``/``arerank`` (the engine cuts; adapters never sort).
+* :func:`check_query`, :func:`texts_of` turn framework input into engine input with typed
+  errors naming the bad index; :func:`scored_items` pairs each result with its input item and
+  the score to write into the copy (``None`` when unscored); :func:`with_entries` is a new
+  metadata dict, never the caller's.
+* :class:`RerankEventData` is what an adapter's rerank events carry (query, model name,
+  effective ``top_n``).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+import os
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, NamedTuple, TypeVar
 
+from ._deps import require
+from ._validate import number, one_of, positive_int
 from .engine import Reranker
-from .errors import ConfigError
+from .errors import ConfigError, EmptyQueryError, InvalidTextError
+from .types import RankedText
 
-__all__ = ["DEFAULT_BACKEND", "check_cut", "engine_for"]
+__all__ = [
+    "COMMON_FIELDS",
+    "DEFAULT_BACKEND",
+    "Configured",
+    "Cut",
+    "RerankEventData",
+    "check_query",
+    "configure",
+    "one_of",
+    "require_framework",
+    "scored_items",
+    "texts_of",
+    "with_entries",
+]
+
+T = TypeVar("T")
 
 DEFAULT_BACKEND = "minilm"
 
-
-def check_cut(top_n: object, min_score: object) -> None:
-    """Reject a bad ``top_n``/``min_score`` at construction, not at the first query."""
-    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
-        raise ConfigError(f"top_n must be None or a positive int, got {top_n!r}")
-    if min_score is not None and (
-        isinstance(min_score, bool)
-        or not isinstance(min_score, (int, float))
-        or math.isnan(min_score)
-    ):
-        raise ConfigError(f"min_score must be None or a number, got {min_score!r}")
+#: The serialized fields every adapter has (besides its framework's own).
+COMMON_FIELDS = ("top_n", "min_score", "backend", "model", "device", "on_error")
 
 
-def engine_for(
-    reranker: Reranker | None,
-    backend: str | None,
-    on_error: str | None,
-    options: dict[str, Any],
+def require_framework(module: str, *, extra: str, adapter: str) -> ModuleType:
+    """Import the framework ``adapter`` plugs into (e.g. ``llama_index.core``).
+
+    Raises ``MissingDependencyError`` naming ``extra`` when it is absent, and
+    ``BrokenDependencyError`` (package, version, underlying error) when it is installed
+    but fails to import.
+    """
+    return require(module, extra=extra, purpose=adapter)
+
+
+# ---------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class Cut:
+    """What to keep of a ranking: the ``top_n`` best, none scoring below ``min_score``.
+
+    ``None`` means no cut of that kind (for ``top_n``: the engine's own ``top_n``, if any).
+    Checked when made, so a bad option fails at construction, not at the first query.
+    """
+
+    top_n: int | None = None
+    min_score: float | None = None
+
+    def __post_init__(self) -> None:
+        positive_int("top_n", self.top_n, allow_none=True)
+        number("min_score", self.min_score, allow_none=True)
+
+    def override(self, top_n: int | None = None, min_score: float | None = None) -> Cut:
+        """This cut with per-call values where given."""
+        return Cut(
+            self.top_n if top_n is None else top_n,
+            self.min_score if min_score is None else min_score,
+        )
+
+    def rerank(self, engine: Reranker, query: str, texts: Sequence[str]) -> list[RankedText]:
+        return engine.rerank(query, texts, top_n=self.top_n, min_score=self.min_score)
+
+    async def arerank(self, engine: Reranker, query: str, texts: Sequence[str]) -> list[RankedText]:
+        return await engine.arerank(query, texts, top_n=self.top_n, min_score=self.min_score)
+
+    def effective_top_n(self, engine: Reranker, n_inputs: int) -> int:
+        """How many results at most: this cut's, else the engine's, else all inputs."""
+        return self.top_n or engine.top_n or n_inputs
+
+
+class Configured(NamedTuple):
+    """:func:`configure`'s result: the adapter's field values and its engine."""
+
+    fields: dict[str, Any]
+    engine: Reranker
+
+
+def configure(
+    field_names: Collection[str], values: Mapping[str, Any], reranker: Reranker | None = None
+) -> Configured:
+    """Split an adapter's keywords, check them and build (or adopt) its engine.
+
+    ``values`` in ``field_names`` are the adapter's serialized fields; every other keyword
+    (``batch_size``, ``window``, ``cache``, ``normalize``, ``api_key``, ...) goes to the
+    engine and its backend only. ``None`` values are left to the defaults. Returns the
+    fields to store — ``model`` as a string, ``backend`` ``None`` when ``reranker`` was
+    given, ``on_error`` the engine's — and the engine. ``values`` is not changed.
+    """
+    fields = {k: v for k, v in values.items() if k in field_names}
+    options = {k: v for k, v in values.items() if k not in field_names and v is not None}
+    Cut(fields.get("top_n"), fields.get("min_score"))
+    if isinstance(fields.get("model"), os.PathLike):
+        fields["model"] = os.fspath(fields["model"])
+    for name in ("model", "device", "on_error"):
+        if fields.get(name) is not None:
+            options[name] = fields[name]
+    backend = fields.get("backend", DEFAULT_BACKEND)
+    engine = _engine_for(reranker, backend, options)
+    fields["backend"] = None if reranker is not None else backend
+    fields["on_error"] = engine.on_error
+    return Configured(fields, engine)
+
+
+def _engine_for(
+    reranker: Reranker | None, backend: str | None, options: Mapping[str, Any]
 ) -> Reranker:
     """The ready ``reranker`` (checked against the other options) or a new engine.
 
-    ``backend``: a preset name (ignored when it is the default and ``reranker`` is
-    given; ``None`` only with ``reranker``). ``options``:
-    the engine and backend options (model, device, batch_size, window, cache,
-    normalize, api_key, ...) with ``None`` values already dropped.
+    ``backend``: a preset name (ignored when it is the default and ``reranker`` is given;
+    ``None`` only with ``reranker``). ``options``: engine and backend options (model,
+    device, on_error, batch_size, window, cache, normalize, api_key, ...), ``None``s dropped.
     """
     if reranker is None:
         if not isinstance(backend, str) or not backend:
@@ -47,15 +151,17 @@ def engine_for(
                 f"backend must be a preset name such as 'minilm', got {backend!r}; "
                 "or pass a ready reranker=Reranker(...)"
             )
-        return Reranker(backend, on_error=on_error or "raise", **options)  # type: ignore[arg-type]
+        return Reranker(backend, **options)
     if not isinstance(reranker, Reranker):
         raise ConfigError(f"reranker must be a rerank_core.Reranker, got {type(reranker).__name__}")
+    on_error = options.get("on_error")
+    given = sorted(k for k in options if k != "on_error")
     if backend not in (None, DEFAULT_BACKEND):
-        options = {"backend": backend, **options}
-    if options:
+        given.append("backend")
+    if given:
         raise ConfigError(
             "pass either reranker= or backend options, not both; "
-            f"got reranker= with {', '.join(sorted(options))}"
+            f"got reranker= with {', '.join(sorted(given))}"
         )
     if on_error is not None and on_error != reranker.on_error:
         raise ConfigError(
@@ -63,3 +169,66 @@ def engine_for(
             f"{reranker.on_error!r}; set it on the Reranker"
         )
     return reranker
+
+
+# ---------------------------------------------------------------------- conversion
+
+
+def check_query(query: object) -> str:
+    """``query`` if it is a non-blank string (checked before any framework event or
+    first-stage call), else ``EmptyQueryError``."""
+    if not isinstance(query, str) or not query.strip():
+        raise EmptyQueryError(f"query must be a non-blank string, got {query!r:.80}")
+    return query
+
+
+def texts_of(
+    items: Sequence[object], kind: type[T], text: Callable[[T], str], *, name: str, what: str
+) -> list[str]:
+    """``text(item)`` for each item; an item that is not a ``kind`` is an
+    ``InvalidTextError`` naming its index as ``{name}[i]`` and ``what`` it must be."""
+    texts = []
+    for i, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise InvalidTextError(
+                f"{name}[{i}] must be {what}, got {type(item).__name__}", index=i
+            )
+        texts.append(text(item))
+    return texts
+
+
+def scored_items(
+    items: Sequence[T], ranked: Sequence[RankedText]
+) -> Iterator[tuple[T, float | None]]:
+    """``(input item, score for its copy)`` per result, best first; the score is ``None``
+    for an item the engine could not score (``on_error="passthrough"``)."""
+    for r in ranked:
+        yield items[r.index], (r.score if r.scored else None)
+
+
+def with_entries(metadata: Mapping[str, Any], **entries: Any) -> dict[str, Any]:
+    """A new metadata dict: ``metadata``'s entries plus ``entries`` (the caller's dict stays
+    as it was)."""
+    return {**metadata, **entries}
+
+
+# ---------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class RerankEventData:
+    """What an adapter's rerank events report: the query, the model's name and the most
+    results the call can return."""
+
+    query: str
+    model_name: str
+    top_n: int
+
+    @classmethod
+    def of(
+        cls, engine: Reranker, query: str, cut: Cut, n_inputs: int, model: str | None = None
+    ) -> RerankEventData:
+        """``model``: the adapter's ``model`` field, else the engine's ``describe()``
+        model id, else the backend's class name."""
+        name = model or engine.describe().get("model_id") or type(engine.backend).__name__
+        return cls(query, str(name), cut.effective_top_n(engine, n_inputs))

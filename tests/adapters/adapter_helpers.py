@@ -24,6 +24,15 @@ class SecretKeywordBackend(KeywordBackend):
         return "SecretKeywordBackend()"
 
 
+class ModelKeywordBackend(KeywordBackend):
+    """The keyword backend, built from ``model``/``device`` options like a local model."""
+
+    def __init__(self, model: str | None = None, device: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.device = device
+
+
 class SlowKeywordBackend(KeywordBackend):
     """Sleeps in ``score_pairs`` so tests can see whether the event loop stays free."""
 

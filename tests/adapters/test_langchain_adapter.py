@@ -1,6 +1,7 @@
 """RerankCompressor and RerankRetriever through real LangChain objects (Documents,
 InMemoryVectorStore retrievers, ContextualCompressionRetriever, callback handlers)."""
 
+# ruff: noqa: E402  (the framework imports come after need(): skip only when absent)
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +12,11 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from helpers import need
+
+need("langchain_core")
+need("langchain_classic")
+
 from adapter_helpers import (
     SECRET,
     SlowKeywordBackend,
@@ -290,6 +296,7 @@ def scifact_store(bi_encoder: Any) -> InMemoryVectorStore:
     return InMemoryVectorStore.from_documents(docs, langchain_embeddings(bi_encoder))
 
 
+@pytest.mark.smoke
 @pytest.mark.model
 def test_real_models_retriever_and_compression_agree(
     scifact_store: InMemoryVectorStore, minilm_reranker: Reranker

@@ -1,11 +1,17 @@
 """LangChain's own standard retriever tests (package langchain-tests) run against
 RerankRetriever over a real vector store, with the real MiniLM cross-encoder."""
 
+# ruff: noqa: E402  (the framework imports come after need(): skip only when absent)
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from helpers import need
+
+need("langchain_core")
+need("langchain_tests")
+
 from adapter_helpers import langchain_embeddings, sample_queries, sample_rows
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever

@@ -1,6 +1,7 @@
 """RerankPostprocessor through real LlamaIndex objects (nodes, query bundles, callback
 manager, instrumentation dispatcher, VectorStoreIndex query engine)."""
 
+# ruff: noqa: E402  (the framework imports come after need(): skip only when absent)
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import need
+
+need("llama_index.core")
+
 from adapter_helpers import (
     SECRET,
     SlowKeywordBackend,
@@ -326,10 +331,11 @@ def no_llm() -> Iterator[None]:
         Settings._llm = previous
 
 
+@pytest.mark.smoke
 @pytest.mark.model
 @pytest.mark.usefixtures("no_llm")
 def test_query_engine_over_a_vector_index_with_real_models(
-    bi_encoder: Any, minilm_reranker: Reranker, rerank_events: list[BaseEvent]
+    bi_encoder: Any, minilm_reranker: Reranker, minilm_path: Any, rerank_events: list[BaseEvent]
 ) -> None:
     rows = sample_rows(40)
     docs = [
@@ -365,7 +371,7 @@ def test_query_engine_over_a_vector_index_with_real_models(
         assert n.node.metadata["retrieval_score"] == pytest.approx(by_id[n.node.node_id].score)
         assert n.node.ref_doc_id == by_id[n.node.node_id].node.ref_doc_id
     assert [type(e) for e in rerank_events] == [ReRankStartEvent, ReRankEndEvent]
-    assert rerank_events[0].model_name == minilm_reranker.backend.model_id  # type: ignore[attr-defined]
+    assert rerank_events[0].model_name == str(minilm_path)  # the engine's model id
 
     async_response = asyncio.run(engine.aquery(query))
     assert [(n.node.node_id, n.score) for n in async_response.source_nodes] == [
