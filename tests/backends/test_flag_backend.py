@@ -139,6 +139,7 @@ def test_windows_fill_the_model_exactly(name: str, request: pytest.FixtureReques
 # ---------------------------------------------------------------------- equality
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("name, ref_name, n_words", CASES)
 def test_raw_scores_equal_compute_score(
     name: str, ref_name: str, n_words: int, request: pytest.FixtureRequest

@@ -169,6 +169,7 @@ def real_passages(shared_data: Path, n: int = 30) -> tuple[str, list[str]]:
 pytestmark = pytest.mark.model
 
 
+@pytest.mark.smoke
 def test_exact_mode_equals_predict(exact: CrossEncoderBackend, reference: Any) -> None:
     assert (exact.runtime, exact.precision) == ("onnx", "fp32")
     pairs = [(QUERY, t) for t in TEXTS]
