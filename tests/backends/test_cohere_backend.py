@@ -65,6 +65,7 @@ def expected(query: str, docs: list[str]) -> list[float]:
 # ---------------------------------------------------------------------- wire format
 
 
+@pytest.mark.smoke
 def test_normal_response_in_input_order(server: CohereLikeServer) -> None:
     b = backend(server)
     scores = b.score_pairs([(Q, d) for d in DOCS])
@@ -322,6 +323,7 @@ def test_named_hf_tokenizer_cuts_windows(server: CohereLikeServer, minilm_bi_enc
 # ---------------------------------------------------------------------- async
 
 
+@pytest.mark.smoke
 async def test_async_path_uses_the_async_client(server: CohereLikeServer) -> None:
     class NoSync:
         def rerank(self, **_: object) -> None:

@@ -36,6 +36,7 @@ def exact(minilm_path: Path):  # type: ignore[no-untyped-def]
     return CrossEncoderBackend(str(minilm_path), precision="fp32")
 
 
+@pytest.mark.smoke
 def test_short_texts_equal_crossencoder_predict(exact, reference) -> None:  # type: ignore[no-untyped-def]
     ours = Reranker(exact, cache=None).score(QUERY, SHORT)
     theirs = reference.predict([(QUERY, t) for t in SHORT], activation_fn=torch.nn.Identity())

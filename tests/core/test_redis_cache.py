@@ -189,6 +189,7 @@ def test_one_round_trip_per_lookup_and_per_store(redis_url: str) -> None:
     client.close()
 
 
+@pytest.mark.smoke
 def test_reranker_with_redis_alone_scores_each_window_once(redis_url: str) -> None:
     b1 = KeywordBackend()
     rr1 = Reranker(b1, cache=RedisCache(redis_url))
