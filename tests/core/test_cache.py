@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 from helpers import KeywordBackend
-from rerank_core import CacheWarning, MemoryCache, Reranker, SQLiteCache, TieredCache
-from rerank_core.cache import GuardedCache, cache_key
+from rerank_core import (
+    CacheStats,
+    CacheWarning,
+    ConfigError,
+    MemoryCache,
+    Reranker,
+    SQLiteCache,
+    TieredCache,
+)
+from rerank_core.cache import GuardedCache, ManagedCache, cache_key
 
 TEXTS = ["the cat sat", "a dog barked", "cat and dog"]
 
@@ -173,3 +181,63 @@ def test_locked_sqlite_does_not_break_reranking(tmp_path: Path) -> None:
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_managed_cache_knows_what_the_engine_owns(tmp_path: Path) -> None:
+    memory = ManagedCache.build("memory")
+    assert memory is not None and memory.owned and isinstance(memory.cache, GuardedCache)
+    sqlite = ManagedCache.build(tmp_path / "owned.sqlite")
+    assert sqlite is not None and sqlite.owned and isinstance(sqlite.cache, TieredCache)
+    mine = SQLiteCache(tmp_path / "mine.sqlite")
+    passed = ManagedCache.build(mine)
+    assert passed is not None and not passed.owned and passed.cache.inner is mine  # type: ignore[union-attr]
+    assert ManagedCache.build(None) is None
+    passed.set_many({"k": 1.5})
+    passed.close()  # not owned: the caller's cache stays open
+    assert mine.get_many(["k"]) == [1.5] and Path(f"{mine.path}-wal").exists()
+    sqlite.set_many({"k": 2.5})
+    sqlite.close()  # owned: every tier closed
+    assert not Path(tmp_path / "owned.sqlite-wal").exists()
+    mine.close()
+    with pytest.raises(ConfigError, match="get_many/set_many"):
+        ManagedCache.build(42)  # type: ignore[arg-type]
+
+
+def test_managed_caches_count_hits_misses_and_errors() -> None:
+    guarded = GuardedCache(MemoryCache())
+    guarded.set_many({"a": 1.0})
+    assert guarded.get_many(["a", "b"]) == [1.0, None]
+    assert guarded.stats == CacheStats(hits=1, misses=1, errors=0)
+    slow = MemoryCache()
+    slow.set_many({"b": 2.0})
+    tiered = TieredCache(MemoryCache(), slow)
+    assert tiered.get_many(["a", "b"]) == [None, 2.0]
+    assert tiered.stats == CacheStats(hits=1, misses=1, errors=0)
+
+    class Broken:
+        def get_many(self, keys: object) -> list[float | None]:
+            raise OSError("disk gone")
+
+        def set_many(self, items: object) -> None:
+            raise OSError("disk gone")
+
+    with pytest.warns(CacheWarning):
+        assert TieredCache(Broken()).get_many(["a"]) == [None]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MemoryCache(max_entries=0),
+        lambda: MemoryCache(max_entries=True),
+        lambda: TieredCache(),
+        lambda: TieredCache(MemoryCache(), 42),
+        lambda: GuardedCache(42),
+        lambda: GuardedCache(MemoryCache(), retry_after=-1),
+        lambda: SQLiteCache(3),
+        lambda: SQLiteCache("x.sqlite", timeout=-1),
+    ],
+)
+def test_bad_cache_options_are_config_errors(make: object) -> None:
+    with pytest.raises(ConfigError):
+        make()  # type: ignore[operator]
