@@ -23,7 +23,7 @@ from .planning import Job, Plan, Planner, check_jobs
 from .ranking import Cut, results
 from .scheduler import BatcherStats
 from .scoring import CachedScoring, Counters, choose_scorer
-from .types import Backend, RankedText, SupportsDescribe, info_of
+from .types import Backend, RankedText, SupportsDescribe, as_backend, info_of
 
 __all__ = ["CacheLike", "OnError", "Reranker"]
 
@@ -85,7 +85,8 @@ class Reranker:
                 preferred_batch_size=info_of(b).preferred_batch_size,
             )
         except BaseException:
-            self._close_backend()
+            if self._owns_backend:
+                close_quietly(self._backend)
             raise
         self._planner = Planner.for_config(b.tokenizer, int(b.max_length), cfg)
         self._counters = Counters()
@@ -93,8 +94,6 @@ class Reranker:
         self._scoring = CachedScoring(scorer, self._cache, lambda: b.fingerprint, self._counters)
         self._sigmoid = cfg.normalize == "sigmoid" and b.score_scale == "logit"
         self._warned_long_query = False
-
-    # ------------------------------------------------------------------ read-only settings
 
     @property
     def backend(self) -> Backend:
@@ -150,8 +149,6 @@ class Reranker:
         }
         return facts
 
-    # ------------------------------------------------------------------ stats
-
     @property
     def cache_stats(self) -> CacheStats:
         errors = self._cache.stats.errors if self._cache is not None else 0
@@ -171,8 +168,6 @@ class Reranker:
 
     def reset_stats(self) -> None:
         self._counters.reset()
-
-    # ------------------------------------------------------------------ scoring
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
         """One score per text, in input order (NaN for unscored texts under passthrough)."""
@@ -252,18 +247,12 @@ class Reranker:
             raise exc
         logger.warning("backend failed, returning texts unscored in input order: %s", exc)
 
-    # ------------------------------------------------------------------ lifetime
-
     def close(self) -> None:
         """Stop the micro-batcher and release what this engine created (its cache, a backend
         built from a name); a cache or backend passed in stays open. Never raises."""
-        for part in (self._scoring.scorer, self._cache):
-            close_quietly(part)  # the cache closes itself only when owned
-        self._close_backend()
-
-    def _close_backend(self) -> None:
-        if self._owns_backend:
-            close_quietly(self._backend)
+        owned = (self._backend,) if self._owns_backend else ()
+        for part in (self._scoring.scorer, self._cache, *owned):
+            close_quietly(part)  # the cache closes itself only when the engine built it
 
     def __enter__(self) -> Reranker:
         return self
@@ -288,9 +277,4 @@ def _adopt(
         return load_backend(backend, **options, **given), True
     if model is not None or device is not None or options:
         raise ConfigError("model/device/backend options only apply when backend is a name")
-    if not isinstance(backend, Backend):
-        raise ConfigError(
-            "backend must be a preset name or a rerank_core.Backend (fingerprint, max_length, "
-            f"score_scale, tokenizer, score_pairs); got {type(backend).__name__}"
-        )
-    return backend, False
+    return as_backend(backend), False

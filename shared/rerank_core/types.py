@@ -35,6 +35,7 @@ __all__ = [
     "SupportsDescribe",
     "SupportsInfo",
     "Tokenizer",
+    "as_backend",
     "info_of",
 ]
 
@@ -178,3 +179,13 @@ def info_of(backend: object) -> BackendInfo:
             )
         return info
     return BackendInfo(micro_batching=not isinstance(backend, AsyncBackend))
+
+
+def as_backend(obj: object) -> Backend:
+    """``obj`` if it satisfies :class:`Backend`, else a ConfigError naming the protocol."""
+    if not isinstance(obj, Backend):
+        raise ConfigError(
+            "backend must be a preset name or a rerank_core.Backend (fingerprint, max_length, "
+            f"score_scale, tokenizer, score_pairs); got {type(obj).__name__}"
+        )
+    return obj

@@ -16,22 +16,29 @@ class BackendBase(Generic[T]):
     """Gives ``fingerprint``, ``max_length`` and ``tokenizer`` from attributes the
     subclass sets while it loads: ``_fingerprint``, ``_max_length`` and ``_tokenizer``.
 
-    Defaults for the optional capabilities: ``info`` (a subclass may set ``_info`` or
-    override the property; by default a backend without ``ascore_pairs`` is a local model
-    and shares batches through the micro-batcher), ``describe()`` (the backend's class,
-    model id, fingerprint and max_length; subclasses add their facts) and ``close()``
-    (nothing to release)."""
+    Defaults for the optional capabilities: ``info`` (a subclass sets ``_info``, or
+    overrides the property; by default it reports the ``model_id`` and
+    ``preferred_batch_size`` attributes, and a backend without ``ascore_pairs`` is a local
+    model that shares batches through the micro-batcher), ``describe()`` (the backend's
+    class, model id, fingerprint and max_length; subclasses add their facts) and
+    ``close()`` (nothing to release)."""
 
     _fingerprint: str
     _max_length: int
     _tokenizer: T
     _info: BackendInfo | None = None
+    model_id: str | None = None
+    preferred_batch_size: int | None = None
 
     @property
     def info(self) -> BackendInfo:
         if self._info is not None:
             return self._info
-        return BackendInfo(micro_batching=not isinstance(self, AsyncBackend))
+        return BackendInfo(
+            model_id=self.model_id,
+            preferred_batch_size=self.preferred_batch_size,
+            micro_batching=not isinstance(self, AsyncBackend),
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
