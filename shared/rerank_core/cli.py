@@ -154,10 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.pop(0)
     registry = _registered()
     if not argv or argv[0] not in registry:
-        # no command, a global option or an unknown command: argparse answers (help, or
-        # "invalid choice" with exit 2); unavailable commands are listed with their hint
+        # no command (help on stderr, exit 2), --help (exit 0) or an unknown command
+        # ("invalid choice", exit 2); unavailable commands are listed with their hint
         parser = _top_parser(commands())
-        parser.parse_args(argv or ["--help"])
+        if not argv:
+            parser.print_help(sys.stderr)
+            return 2
+        parser.parse_args(argv)
         return 2
     name, rest = argv[0], argv[1:]
     command, module = _inspect(name, registry[name])

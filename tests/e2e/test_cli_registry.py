@@ -152,6 +152,14 @@ def test_an_absent_lab_package_gives_the_one_line_hint(
     assert "rerank" in out and f"{command}" in out.split("not available here:")[1]
 
 
+def test_no_command_prints_the_help_as_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: crossrank") and "rerank" in err
+
+
 def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["frobnicate"])
