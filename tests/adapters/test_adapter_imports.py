@@ -14,6 +14,7 @@ import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,9 +74,16 @@ def run(code: str, *, flags: tuple[str, ...] = (), pythonpath: list[str] | None 
     return done.stdout.strip()
 
 
-def report(package: str, *, prelude: str = "", **how: object) -> dict[str, object]:
-    out = run(prelude + REPORT.format(package=package), **how)  # type: ignore[arg-type]
-    result: dict[str, object] = json.loads(out.splitlines()[-1])
+def report(
+    package: str,
+    *,
+    prelude: str = "",
+    flags: tuple[str, ...] = (),
+    pythonpath: list[str] | None = None,
+) -> dict[str, Any]:
+    """What ``import package`` raised in a fresh interpreter (``prelude`` runs first)."""
+    out = run(prelude + REPORT.format(package=package), flags=flags, pythonpath=pythonpath)
+    result: dict[str, Any] = json.loads(out.splitlines()[-1])
     return result
 
 
@@ -94,10 +102,10 @@ def test_import_is_light(package: str, own: str, other: str) -> None:
     assert loaded == [own]
 
 
-def assert_missing(got: dict[str, object], package: str, extra: str, dist: str) -> None:
+def assert_missing(got: dict[str, Any], package: str, extra: str, dist: str) -> None:
     assert got["error"] == "MissingDependencyError", got
-    assert "ImportError" in got["mro"]  # type: ignore[operator]
-    assert "BackendError" not in got["mro"]  # type: ignore[operator]
+    assert "ImportError" in got["mro"]
+    assert "BackendError" not in got["mro"]
     assert got["extra"] == extra and got["package"] == dist
     message = str(got["message"])
     assert f"{package} needs {dist!r}, which is not installed" in message
@@ -146,8 +154,8 @@ def test_installed_but_broken_framework_is_not_called_missing(
     got = report(package, pythonpath=[str(tmp_path), *SOURCE_DIRS])
 
     assert got["error"] == "BrokenDependencyError", got
-    assert "ImportError" in got["mro"]  # type: ignore[operator]
-    assert "MissingDependencyError" not in got["mro"]  # type: ignore[operator]
+    assert "ImportError" in got["mro"]
+    assert "MissingDependencyError" not in got["mro"]
     assert got["extra"] == extra and got["package"] == dist
     message = str(got["message"])
     assert "not installed" not in message
