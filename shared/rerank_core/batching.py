@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ._validate import positive_int
+
 __all__ = ["plan_batches"]
 
 
@@ -17,8 +19,7 @@ def plan_batches(
     padded size (items x longest item) exceed ``max_tokens``. A single item is
     always a batch of its own even if it alone exceeds ``max_tokens``.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    positive_int("batch_size", batch_size)
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
     current: list[int] = []
