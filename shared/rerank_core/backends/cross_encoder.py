@@ -1,52 +1,56 @@
-"""sentence-transformers ``CrossEncoder`` backend (preset ``"minilm"``), with fast CPU paths."""
+"""sentence-transformers ``CrossEncoder`` backend (preset ``"minilm"``): a loader and a pair
+encoding on the local runtime layer (:mod:`rerank_core.backends.runtime`)."""
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import logging
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import BackendError, ConfigError
-from ..types import Pair, ScoreScale
-from ._base import BackendBase
-from ._cpu import (
-    SpeedPlan,
-    check_speed_options,
-    cpu_info,
-    default_threads,
-    onnxruntime_available,
-    plan_speed,
-)
-from ._hf import (
-    HFTokenizer,
-    fingerprint_of,
+from .. import _deps
+from .._validate import int_at_least
+from ..types import Pair
+from .runtime import (
+    Choice,
+    Family,
+    LoadedModel,
+    LocalBackend,
+    PairEncoding,
+    SpeedPolicy,
+    SpeedRequest,
     load_error,
-    missing,
-    release_weights,
     resolve_device,
-    torch_threads,
     weights_digest,
-    weights_released,
 )
 
-__all__ = ["DEFAULT_MODEL", "CrossEncoderBackend"]
-
-logger = logging.getLogger("crossrank")
+__all__ = ["DEFAULT_MODEL", "FAMILY", "CrossEncoderBackend"]
 
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 
 Precision = Literal["auto", "exact", "fp32", "bf16", "fp16", "int8"]
 Runtime = Literal["auto", "torch", "onnx"]
-_PRECISIONS = ("auto", "exact", "fp32", "bf16", "fp16", "int8")
+
+FAMILY = Family(
+    name="cross-encoder",
+    label="cross-encoder",
+    extra="minilm",
+    policy=SpeedPolicy(
+        precisions=("auto", "exact", "fp32", "bf16", "fp16", "int8"),
+        # "auto" on the CPU: the first that this CPU and the installed packages allow
+        cpu_auto=(
+            Choice("onnx", "int8", needs="int8_dot"),
+            Choice("torch", "bf16", needs="bf16"),
+            Choice("onnx", "fp32"),
+            Choice("torch", "fp32"),
+        ),
+        gpu_auto=(("cuda", "fp16"),),
+    ),
+)
 
 
-class CrossEncoderBackend(BackendBase["_SpanMemo"]):
+class CrossEncoderBackend(LocalBackend):
     """Scores pairs with a sentence-transformers ``CrossEncoder``.
 
     ``model``: hub id or local directory, or a ready ``CrossEncoder`` instance (never
@@ -73,10 +77,10 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
     never depends on the other pairs of its batch. The fingerprint names the runtime
     and precision: caches of different modes never mix. Scores are raw logits (the
     model's activation is not applied); the engine's ``normalize="sigmoid"`` maps
-    them to 0–1.
+    them to 0–1. ``describe()`` tells the plan taken and why.
     """
 
-    score_scale: ScoreScale = "logit"
+    family = FAMILY
 
     def __init__(
         self,
@@ -92,23 +96,18 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
         trust_remote_code: bool = False,
         local_files_only: bool | None = None,
     ) -> None:
-        try:
-            import torch
-            from sentence_transformers import CrossEncoder
-        except ImportError as exc:
-            raise missing("sentence-transformers", "minilm", exc) from exc
-        check_speed_options(precision, runtime, num_threads, _PRECISIONS)
-        if max_length is not None and (not isinstance(max_length, int) or max_length < 8):
-            raise ConfigError(f"max_length must be an int >= 8, got {max_length!r}")
-        self._torch = torch
-        owned = not isinstance(model, CrossEncoder)
-        if isinstance(model, CrossEncoder):
+        request = SpeedRequest.checked(FAMILY.policy, precision, runtime, num_threads)
+        max_length = int_at_least("max_length", max_length, 8, allow_none=True)
+        torch = _deps.require("torch", extra="minilm", purpose="the minilm backend")
+        st = _deps.require("sentence_transformers", extra="minilm", purpose="the minilm backend")
+        owned = not isinstance(model, st.CrossEncoder)
+        if not owned:
             ce = model
             model_id = str(getattr(ce.config, "_name_or_path", "") or type(ce).__name__)
         else:
             model_id = str(model) if model is not None else DEFAULT_MODEL
             kwargs: dict[str, Any] = {
-                "device": resolve_device(device),
+                "device": resolve_device(device, extra="minilm"),
                 "trust_remote_code": trust_remote_code,
             }
             if revision is not None:
@@ -116,200 +115,54 @@ class CrossEncoderBackend(BackendBase["_SpanMemo"]):
             if local_files_only is not None:
                 kwargs["local_files_only"] = local_files_only
             try:
-                ce = CrossEncoder(model_id, **kwargs)
+                ce = st.CrossEncoder(model_id, **kwargs)
             except Exception as exc:
                 raise load_error(model_id, exc) from exc
-        model_device = str(ce.device)
-        on_device = "cpu" if model_device.startswith("cpu") else model_device
-        try:
-            plan = plan_speed(device=on_device, precision=precision, runtime=runtime)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        self.model_id = model_id
         model_max = int(ce.max_seq_length or 512)
-        self._max_length = min(max_length, model_max) if max_length else model_max
-        if max_length and self._max_length != model_max:
+        limit = min(max_length, model_max) if max_length else model_max
+        if limit != model_max:
             if not owned:
-                ce = copy.deepcopy(ce)
-                owned = True
-            ce.max_seq_length = self._max_length
-        self._threads = num_threads or default_threads()
-        self._torch_num_threads = num_threads  # torch's global setting: only if given
-        self._onnx: Any = None
-        head = _head_digest(ce)  # before the ONNX path may free the weights
-        if plan.runtime == "onnx":
-            plan = self._start_onnx(ce, plan, precision, runtime, onnx_cache_dir, owned)
-        if plan.runtime == "torch" and plan.precision != "fp32":
-            if not owned:
-                ce = copy.deepcopy(ce)
-            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[plan.precision]
-            ce = ce.to(dtype)
-        ce.eval()
-        self.model = ce
-        self.plan = plan
-        self.runtime = plan.runtime
-        self.precision = plan.precision
-        self._per_pair = on_device == "cpu" and plan.precision != "fp32"
-        self._tokenizer = _SpanMemo(HFTokenizer(ce.tokenizer))
-        self._identity = torch.nn.Identity()
-        self._lock = threading.Lock()
-        local_dir = getattr(ce.config, "_name_or_path", None)
-        self._fingerprint = fingerprint_of(
-            backend="cross-encoder",
-            model=model_id,
-            revision=revision,
-            weights=weights_digest(local_dir),
-            head=head,
-            max_length=self._max_length,
-            precision=plan.precision,
-            runtime=plan.runtime,
-            recipe=getattr(self._onnx, "recipe", None),
-            activation="identity",
-            num_labels=int(ce.num_labels),
-        )
+                ce, owned = copy.deepcopy(ce), True
+            ce.max_seq_length = limit
+        model_device = str(ce.device)
+        identity = torch.nn.Identity()
 
-    # ------------------------------------------------------------------ set-up
-
-    def _start_onnx(
-        self,
-        ce: Any,
-        plan: SpeedPlan,
-        precision: str,
-        runtime: str,
-        cache_dir: str | os.PathLike[str] | None,
-        owned: bool,
-    ) -> SpeedPlan:
-        """Export (or reuse) the ONNX model. If that fails, fall back to torch, unless ONNX
-        Runtime or int8 was asked for by name. The torch weights of a model this backend
-        loaded itself are freed before ONNX Runtime loads its copy."""
-        from .onnx_runtime import OnnxExportError, start_scorer
-
-        insist = runtime == "onnx" or precision == "int8"
-        if not onnxruntime_available():
-            if insist:
-                raise missing("onnxruntime", "fast", ImportError("no module named 'onnxruntime'"))
-            return self._fallback(plan, "onnxruntime is not installed")
-        try:
-            if len(ce) != 1:
-                raise OnnxExportError(
-                    "only a CrossEncoder made of one transformers model can be exported"
+        def forward(module: Any) -> Any:
+            def run(pairs: Sequence[Pair]) -> list[float]:
+                scores = module.predict(
+                    [list(p) for p in pairs],
+                    batch_size=len(pairs),
+                    show_progress_bar=False,
+                    activation_fn=identity,
+                    convert_to_numpy=True,
                 )
-            self._onnx = start_scorer(
-                ce.model,
-                ce.tokenizer,
-                "int8" if plan.precision == "int8" else "fp32",
-                max_length=self._max_length,
-                threads=self._threads,
-                cache_dir=cache_dir,
-                before_session=(lambda: release_weights(ce)) if owned else None,
-            )
-        except OnnxExportError as exc:
-            if insist or weights_released(ce):
-                raise
-            return self._fallback(plan, str(exc))
-        return plan
+                flat = scores.reshape(len(pairs), -1)[:, -1] if scores.ndim > 1 else scores
+                return [float(s) for s in flat]
 
-    def _fallback(self, plan: SpeedPlan, why: str) -> SpeedPlan:
-        prec: Literal["fp32", "bf16"] = "fp32"
-        if plan.precision != "fp32" and cpu_info().bf16:
-            prec = "bf16"
-        logger.warning("ONNX Runtime path unavailable (%s); scoring with torch %s", why, prec)
-        return SpeedPlan("torch", prec, f"fallback: {why}")
+            return run
 
-    # ------------------------------------------------------------------ Backend protocol
-
-    @property
-    def num_threads(self) -> int:
-        return self._threads
-
-    @property
-    def onnx_model_path(self) -> Path | None:
-        """The ONNX file this backend scores with (``None`` on the torch runtime)."""
-        return self._onnx.path if self._onnx is not None else None
-
-    def score_pairs(self, pairs: Sequence[Pair]) -> list[float]:
-        if not pairs:
-            return []
-        try:
-            with self._lock:
-                if self._onnx is not None:
-                    return list(self._onnx.score(pairs))
-                threads = torch_threads(self._torch, self._torch_num_threads)
-                with threads, self._torch.inference_mode():
-                    if self._per_pair:
-                        return [self._predict([p])[0] for p in pairs]
-                    return self._predict(pairs)
-        except BackendError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"cross-encoder {self.model_id!r} failed: {exc}") from exc
-
-    def _predict(self, pairs: Sequence[Pair]) -> list[float]:
-        scores = self.model.predict(
-            [list(p) for p in pairs],
-            batch_size=len(pairs),
-            show_progress_bar=False,
-            activation_fn=self._identity,
-            convert_to_numpy=True,
+        self._start(
+            LoadedModel(
+                model_id=model_id,
+                module=ce,
+                hf_model=ce.model if len(ce) == 1 else None,
+                hf_tokenizer=ce.tokenizer,
+                device="cpu" if model_device.startswith("cpu") else model_device,
+                owned=owned,
+                not_exportable="only a CrossEncoder made of one transformers model can be exported",
+            ),
+            request,
+            PairEncoding(max_length=limit, truncation="longest_first"),
+            forward=forward,
+            onnx_cache_dir=onnx_cache_dir,
+            fingerprint={
+                "model": model_id,
+                "revision": revision,
+                "weights": weights_digest(getattr(ce.config, "_name_or_path", None)),
+                "head": _head_digest(ce),  # before the ONNX path may free the weights
+                "num_labels": int(ce.num_labels),
+            },
         )
-        flat = scores.reshape(len(pairs), -1)[:, -1] if scores.ndim > 1 else scores
-        return [float(s) for s in flat]
-
-    def close(self) -> None:
-        """Stop the ONNX worker threads (they also stop with the process)."""
-        if self._onnx is not None:
-            self._onnx.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"CrossEncoderBackend(model={self.model_id!r}, runtime={self.runtime!r}, "
-            f"precision={self.precision!r})"
-        )
-
-
-class _SpanMemo:
-    """The model's token spans, remembered for recently seen texts.
-
-    Windowing tokenizes every text on every call, even when all its scores are
-    cached; a warm call then costs mostly tokenization. Spans of up to
-    ``max_tokens`` tokens (about 64 bytes each) are kept, least recently used first out.
-    """
-
-    def __init__(self, inner: HFTokenizer, max_tokens: int = 262_144) -> None:
-        self._inner = inner
-        self._max_tokens = max_tokens
-        self._held = 0
-        self._memo: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def pair_special_tokens(self) -> int:
-        return self._inner.pair_special_tokens
-
-    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        out: list[list[tuple[int, int]] | None] = [None] * len(texts)
-        todo: list[int] = []
-        with self._lock:
-            memo = self._memo
-            for i, t in enumerate(texts):
-                got = memo.get(t)
-                if got is None:
-                    todo.append(i)
-                else:
-                    memo.move_to_end(t)
-                    out[i] = got
-        if todo:
-            fresh = self._inner.token_spans([texts[i] for i in todo])
-            with self._lock:
-                for i, spans in zip(todo, fresh, strict=True):
-                    out[i] = spans
-                    if len(spans) <= self._max_tokens // 8 and texts[i] not in self._memo:
-                        self._memo[texts[i]] = spans
-                        self._held += len(spans) + 1
-                while self._held > self._max_tokens and self._memo:
-                    _, old = self._memo.popitem(last=False)
-                    self._held -= len(old) + 1
-        return [x if x is not None else [] for x in out]
 
 
 def _head_digest(ce: Any) -> str:

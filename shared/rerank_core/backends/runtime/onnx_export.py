@@ -1,4 +1,4 @@
-"""Cross-encoder inference on ONNX Runtime: export, int8 quantization, on-disk cache, scoring.
+"""ONNX export of a local Hugging Face model: export, int8 quantization, on-disk cache.
 
 * **Export** with ``torch.onnx.export`` (the TorchScript exporter, which needs no extra
   package) from the model's fp32 weights with eager attention, dynamic batch and
@@ -17,12 +17,8 @@
   ``<cache>`` is ``$CROSSRANK_CACHE_DIR`` or ``~/.cache/crossrank``. Files are
   written in a private folder and moved into place, weights first, so concurrent
   processes never see a half-written model.
-* **Scoring** runs each (query, window) pair as its own sequence: no padding, and a
-  pair's score never depends on what it was batched with (dynamic int8 quantizes
-  with a per-tensor scale, so batching would make scores depend on the neighbours).
-  Sequences run in parallel on a small pool of threads, each a single-threaded ONNX
-  Runtime run, longest first. The session's own thread pool is off, so nothing here
-  spins or touches torch's thread settings.
+
+Scoring an export is :class:`~rerank_core.backends.runtime.runners.OnnxRunner`'s job.
 """
 
 from __future__ import annotations
@@ -30,30 +26,32 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import itertools
 import json
 import logging
 import os
+import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
-from ..errors import BackendError, ModelLoadError
-from ..types import Pair
-from ._hf import missing
+from ... import _deps
+from ...errors import ModelLoadError
 
 __all__ = [
+    "INPUTS",
     "RECIPE",
     "OnnxExportError",
-    "OnnxScorer",
     "cache_root",
+    "data_file",
     "ensure_onnx_model",
     "model_digest",
-    "start_scorer",
+    "onnx_session",
+    "remove_export",
+    "require_fast",
 ]
 
 logger = logging.getLogger("crossrank.onnx")
@@ -61,8 +59,7 @@ logger = logging.getLogger("crossrank.onnx")
 # Bump when the export or quantization steps change: old cached files are then ignored.
 RECIPE = "crossrank-onnx-v2:opset17:eager:dynamic-int8-matmul-per-channel-constB"
 OnnxPrecision = Literal["fp32", "int8"]
-Truncation = Literal["longest_first", "only_second"]
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what an export may take
 _CONFIG_NOISE = frozenset(
     {
         "_name_or_path",
@@ -86,6 +83,26 @@ class OnnxExportError(ModelLoadError):
     """The model could not be exported to ONNX or the export failed its check."""
 
 
+def _fast(module: str) -> ModuleType:
+    """A module of the ``fast`` extra (onnxruntime, onnx), or the error that says why not."""
+    return _deps.require(module, extra="fast", purpose="the ONNX Runtime path")
+
+
+def require_fast() -> None:
+    """onnxruntime and onnx imported, or MissingDependencyError (absent: install
+    ``crossrank[fast]``) / BrokenDependencyError (installed but failing to import)."""
+    _fast("onnxruntime")
+    _fast("onnx")
+
+
+def _torch() -> ModuleType:
+    """torch, which the model being exported was made with (so it is loaded already)."""
+    torch = sys.modules.get("torch")
+    if torch is None:  # pragma: no cover - a torch model implies torch
+        raise OnnxExportError("only a torch model can be exported to ONNX")
+    return torch
+
+
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where exports live: ``cache_dir``, ``$CROSSRANK_CACHE_DIR`` or ``~/.cache/crossrank``."""
     if cache_dir is not None:
@@ -100,9 +117,8 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def model_digest(hf_model: Any, extra: Sequence[str] = ()) -> str:
     """sha256 of the model's config and every weight, the recipe and library versions."""
-    import onnxruntime
-    import torch
-
+    torch = _torch()
+    onnxruntime = _fast("onnxruntime")
     h = hashlib.sha256()
     for part in (RECIPE, torch.__version__, onnxruntime.__version__, *extra):
         h.update(part.encode())
@@ -126,9 +142,9 @@ class _LogitsOnly:
 
     @staticmethod
     def wrap(hf_model: Any, with_token_types: bool) -> Any:
-        import torch
+        module: Any = _torch().nn.Module
 
-        class LogitsOnly(torch.nn.Module):
+        class LogitsOnly(module):  # type: ignore[misc]
             def __init__(self) -> None:
                 super().__init__()
                 self.inner = hf_model
@@ -189,8 +205,7 @@ def _to_external_data(path: Path) -> None:
     """Rewrite a model so that its weights sit in ``<name>.data`` beside it: ONNX Runtime
     then maps them from the file instead of copying them into memory (a fraction of the
     peak and resident memory, the same speed, pages shared by processes)."""
-    import onnx
-
+    onnx = _fast("onnx")
     model = onnx.load(str(path))
     path.unlink()
     onnx.save_model(
@@ -204,12 +219,11 @@ def _to_external_data(path: Path) -> None:
 
 
 def _export_fp32(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types: bool) -> None:
-    import torch
-
+    torch = _torch()
     model = copy.deepcopy(hf_model).to("cpu").float().eval()
     with contextlib.suppress(Exception):  # older/other models: keep their attention
         model.set_attn_implementation("eager")
-    names = list(_INPUTS if with_token_types else _INPUTS[:2])
+    names = list(INPUTS if with_token_types else INPUTS[:2])
     enc = hf_tokenizer(
         [q for q, _ in _PROBE[:2]],
         [t for _, t in _PROBE[:2]],
@@ -239,9 +253,9 @@ def _export_fp32(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types:
 
 
 def _quantize_int8(src: Path, path: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+    onnx = _fast("onnx")
+    quantization = _fast("onnxruntime.quantization")
+    QuantType, quantize_dynamic = quantization.QuantType, quantization.quantize_dynamic
     with _staging(path) as staged, _quiet():
         quantize_dynamic(
             src,
@@ -257,7 +271,7 @@ def _quantize_int8(src: Path, path: Path) -> None:
         )
 
 
-def _remove(path: Path) -> None:
+def remove_export(path: Path) -> None:
     """Drop a cached model and its weights file (the next load exports it again)."""
     for f in (data_file(path), path):
         f.unlink(missing_ok=True)
@@ -280,11 +294,7 @@ def ensure_onnx_model(
     digest: str | None = None,
 ) -> Path:
     """The path of the exported (and, for int8, quantized) model, exporting it if needed."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as exc:
-        raise missing("onnxruntime", "fast", exc) from exc
+    require_fast()
     with_token_types = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", ())
     digest = digest or model_digest(hf_model)
     folder = cache_root(cache_dir) / "onnx" / digest
@@ -306,7 +316,7 @@ def ensure_onnx_model(
                 "recipe": RECIPE,
                 "model_class": type(hf_model).__name__,
                 "name_or_path": str(getattr(hf_model.config, "_name_or_path", "")),
-                "inputs": list(_INPUTS if with_token_types else _INPUTS[:2]),
+                "inputs": list(INPUTS if with_token_types else INPUTS[:2]),
             }
             (folder / "meta.json").write_text(json.dumps(meta, indent=1))
             _prune(folder.parent, keep=folder)
@@ -352,12 +362,13 @@ def _prune(root: Path, keep: Path) -> None:
 
 def _check_export(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types: bool) -> None:
     """The exported fp32 graph must give torch's logits on the probe pairs."""
-    import numpy as np
-    import torch
-
-    names = list(_INPUTS if with_token_types else _INPUTS[:2])
+    np = _fast("numpy")
+    torch = _torch()
+    names = list(INPUTS if with_token_types else INPUTS[:2])
     enc = hf_tokenizer(
-        [q for q, _ in _PROBE], [t for _, t in _PROBE], padding=True,
+        [q for q, _ in _PROBE],
+        [t for _, t in _PROBE],
+        padding=True,
         truncation=True,
         max_length=_PROBE_TOKENS,
         return_tensors="pt",
@@ -368,19 +379,20 @@ def _check_export(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types
     with torch.no_grad():
         kwargs = {n: enc[n].to(model.device) for n in names}
         ref = model(**kwargs).logits.float().cpu().numpy()
-    sess = _session(path, 1)
+    sess = onnx_session(path, 1)
     got = sess.run(None, {n: enc[n].numpy().astype(np.int64) for n in names})[0]
     err = float(np.max(np.abs(got - ref)))
     if not np.isfinite(err) or err > 1e-3 * (1.0 + float(np.max(np.abs(ref)))):
-        _remove(path)
+        remove_export(path)
         raise OnnxExportError(
             f"the ONNX export of {type(hf_model).__name__} differs from torch by {err:.3g}"
         )
 
 
-def _session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
+def onnx_session(path: Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session for ``path``: ``threads`` intra-op threads that never
+    spin, one inter-op thread, all graph optimizations, quiet logs."""
+    ort = _fast("onnxruntime")
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -389,151 +401,3 @@ def _session(path: Path, threads: int) -> Any:
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-class OnnxScorer:
-    """Scores (query, text) pairs with an exported cross-encoder on ONNX Runtime.
-
-    ``tokenizer_json``: the model's fast tokenizer, serialized; a private copy is
-    configured once (``truncation`` at ``max_length``, no padding) and never mutated,
-    so any number of threads can encode at once. ``threads``: sequences run at once.
-    ``truncation``: ``"longest_first"`` (sentence-transformers) or ``"only_second"``
-    (FlagEmbedding, which cuts the query to its own limit first).
-    """
-
-    def __init__(
-        self,
-        model_path: Path,
-        tokenizer_json: str,
-        *,
-        max_length: int,
-        threads: int,
-        label_column: int = -1,
-        truncation: Truncation = "longest_first",
-    ) -> None:
-        try:
-            import numpy as np
-            from tokenizers import Tokenizer
-        except ImportError as exc:  # pragma: no cover - both ship with the minilm extra
-            raise missing("tokenizers", "minilm", exc) from exc
-        self._np = np
-        self.path = model_path
-        self.recipe = RECIPE
-        self.threads = max(1, int(threads))
-        self._session = _session(model_path, 1)
-        self._inputs = [i.name for i in self._session.get_inputs()]
-        unknown = set(self._inputs) - set(_INPUTS)
-        if unknown:
-            raise OnnxExportError(f"unexpected ONNX inputs {sorted(unknown)} in {model_path}")
-        tok = Tokenizer.from_str(tokenizer_json)
-        tok.no_padding()
-        tok.enable_truncation(max_length, strategy=truncation)
-        self._tok = tok
-        self._label = label_column
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = 0
-        self._pool_lock = threading.Lock()
-
-    def _run_one(self, ids: list[int], type_ids: list[int]) -> float:
-        np = self._np
-        arr = np.asarray(ids, dtype=np.int64)[None, :]
-        feed = {"input_ids": arr, "attention_mask": np.ones_like(arr)}
-        if "token_type_ids" in self._inputs:
-            feed["token_type_ids"] = np.asarray(type_ids, dtype=np.int64)[None, :]
-        out = self._session.run(None, feed)[0]
-        return float(out.reshape(1, -1)[0, self._label])
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            # a forked child inherits the pool object but none of its threads: start anew
-            if self._pool is None or self._pool_pid != os.getpid():
-                self._pool = ThreadPoolExecutor(
-                    max_workers=self.threads - 1, thread_name_prefix="crossrank-onnx"
-                )
-                self._pool_pid = os.getpid()
-            return self._pool
-
-    def score(self, pairs: Sequence[Pair]) -> list[float]:
-        """One logit per pair, in order; each pair is its own sequence (no padding)."""
-        if not pairs:
-            return []
-        encs = self._tok.encode_batch([(q, t) for q, t in pairs])
-        n = len(encs)
-        out = [0.0] * n
-        order = sorted(range(n), key=lambda i: -len(encs[i].ids))
-        workers = min(self.threads, n)
-        if workers == 1:
-            for i in order:
-                out[i] = self._run_one(encs[i].ids, encs[i].type_ids)
-            return out
-        counter = itertools.count()
-
-        def work() -> None:
-            while (k := next(counter)) < n:
-                i = order[k]
-                out[i] = self._run_one(encs[i].ids, encs[i].type_ids)
-
-        pool = self._executor()
-        helpers: list[Future[None]] = [pool.submit(work) for _ in range(workers - 1)]
-        error: BaseException | None = None
-        try:
-            work()
-        except BaseException as exc:  # keep it until the helpers stop
-            error = exc
-            for _ in range(n):  # drain the counter so the helpers finish soon
-                next(counter)
-        for h in helpers:
-            try:
-                h.result()
-            except BaseException as exc:
-                error = error or exc
-        if error is not None:
-            raise BackendError(f"ONNX Runtime failed: {type(error).__name__}: {error}") from error
-        return out
-
-    def close(self) -> None:
-        with self._pool_lock:
-            if self._pool is not None and self._pool_pid == os.getpid():
-                self._pool.shutdown(wait=False)
-            self._pool = None
-
-
-def start_scorer(
-    hf_model: Any,
-    hf_tokenizer: Any,
-    precision: OnnxPrecision,
-    *,
-    max_length: int,
-    threads: int,
-    cache_dir: str | os.PathLike[str] | None = None,
-    truncation: Truncation = "longest_first",
-    before_session: Callable[[], object] | None = None,
-) -> OnnxScorer:
-    """Export (or reuse) ``hf_model`` at ``precision`` and return a scorer for it.
-
-    ``before_session`` runs once the export is on disk and before ONNX Runtime loads it
-    (a backend frees the torch weights it owns there, so that the two copies are never
-    in memory at once). Raises :class:`~rerank_core.MissingDependencyError` without the
-    ``fast`` extra and :class:`OnnxExportError` when the model cannot be exported, fails
-    its check, or its file cannot be loaded (a damaged file is removed from the cache,
-    so the next load exports again).
-    """
-    if not hasattr(hf_model, "config") or not hasattr(hf_tokenizer, "backend_tokenizer"):
-        raise OnnxExportError(
-            "only a transformers model with a fast tokenizer can be exported to ONNX"
-        )
-    path = ensure_onnx_model(hf_model, hf_tokenizer, precision, cache_dir=cache_dir)
-    tokenizer_json = hf_tokenizer.backend_tokenizer.to_str()
-    if before_session is not None:
-        before_session()
-    try:
-        return OnnxScorer(
-            path, tokenizer_json, max_length=max_length, threads=threads, truncation=truncation
-        )
-    except OnnxExportError:
-        raise
-    except Exception as exc:
-        _remove(path)
-        raise OnnxExportError(
-            f"could not load the exported model {path}: {type(exc).__name__}: {exc}"
-        ) from exc

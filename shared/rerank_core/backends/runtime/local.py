@@ -1,0 +1,285 @@
+"""The base of every locally run Hugging Face model backend.
+
+A backend family (``cross_encoder.py``, ``flag.py``, ...) loads its model and states its
+pair encoding; :meth:`LocalBackend._start` does the rest, the same way for all: the speed
+plan (once, from the device, the request, the family's :class:`SpeedPolicy` and the CPU),
+the ONNX export and its cache, the fallback to torch when an export fails (unless ONNX
+Runtime was asked for by name), freeing the torch weights the backend owns once ONNX
+Runtime holds its own copy, the torch runner in the planned dtype (a caller's model is
+copied before it is converted, never changed), the fingerprint, ``describe()`` and
+``close()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ...errors import BackendError, BrokenDependencyError
+from ...types import BackendInfo, Pair, ScoreScale
+from .._base import BackendBase
+from . import onnx_export
+from .cpu import cpu_info, default_threads
+from .hf import HFTokenizer, SpanMemo, fingerprint_of, release_weights, weights_released
+from .onnx_export import OnnxExportError
+from .plan import Precision, SpeedPlan, SpeedPolicy, SpeedRequest, plan_speed
+from .runners import OnnxRunner, PairEncoding, Runner, TorchRunner
+
+__all__ = ["Family", "LoadedModel", "LocalBackend"]
+
+logger = logging.getLogger("crossrank")
+
+Forward = Callable[[Sequence[Pair]], list[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """What a backend family declares once: ``name`` (in fingerprints and ``describe()``),
+    ``label`` (in error messages), ``extra`` (the crossrank extra that installs it) and
+    its speed ``policy``."""
+
+    name: str
+    label: str
+    extra: str
+    policy: SpeedPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A model as the family loaded it.
+
+    ``module``: the torch module the torch runner runs (and whose weights are freed once
+    ONNX Runtime holds its own copy, when ``owned``). ``hf_model``/``hf_tokenizer``: the
+    transformers model and fast tokenizer (``hf_model=None``: it cannot be exported to
+    ONNX, ``not_exportable`` says why). ``owned``: the backend loaded it itself (else it
+    is the caller's: never converted or freed). ``keep``: the dtype of a caller's model
+    that is used as it is.
+    """
+
+    model_id: str
+    module: Any
+    hf_model: Any
+    hf_tokenizer: Any
+    device: str
+    owned: bool
+    keep: Precision | None = None
+    not_exportable: str = ""
+
+
+class LocalBackend(BackendBase[SpanMemo]):
+    """Scoring, ``info``, ``describe()`` and ``close()`` for a local model; a family
+    subclass loads the model and calls :meth:`_start` once."""
+
+    family: ClassVar[Family]
+    score_scale: ScoreScale = "logit"
+
+    _runner: Runner
+    _plan: SpeedPlan
+    _model_id: str
+    _device: str
+    _threads: int
+    _encoding: PairEncoding
+
+    def _start(
+        self,
+        loaded: LoadedModel,
+        request: SpeedRequest,
+        encoding: PairEncoding,
+        *,
+        forward: Callable[[Any], Forward],
+        onnx_cache_dir: str | os.PathLike[str] | None,
+        fingerprint: Mapping[str, Any],
+    ) -> None:
+        """Plan, start a runner (ONNX Runtime or torch) and set the backend's facts.
+
+        ``forward(module)``: the family's torch forward on the (possibly converted)
+        module. ``fingerprint``: the family's own parts (model, revision, weights, ...);
+        max_length, runtime, precision, recipe and activation are added here.
+        """
+        fam = self.family
+        plan = plan_speed(
+            device=loaded.device,
+            precision=request.precision,
+            runtime=request.runtime,
+            policy=fam.policy,
+            keep=loaded.keep,
+        )
+        self._threads = request.num_threads or default_threads()
+        runner: Runner | None = None
+        if plan.runtime == "onnx":
+            runner, plan = self._start_onnx(loaded, plan, request, encoding, onnx_cache_dir)
+        if runner is None:
+            module = _in_dtype(loaded.module, plan.precision, owned=loaded.owned)
+            module.eval()
+            runner = TorchRunner(
+                module,
+                forward(module),
+                precision=plan.precision,
+                device=loaded.device,
+                threads=request.num_threads,  # torch's global setting: only if given
+                model_name=loaded.model_id,
+            )
+        self._runner, self._plan = runner, plan
+        self._model_id, self._device = loaded.model_id, loaded.device
+        self._encoding = encoding
+        self._max_length = encoding.max_length
+        self._info = BackendInfo(model_id=loaded.model_id, micro_batching=True)
+        self._tokenizer = SpanMemo(HFTokenizer(loaded.hf_tokenizer, extra=fam.extra))
+        self._lock = threading.Lock()
+        self._fingerprint = fingerprint_of(
+            backend=fam.name,
+            **fingerprint,
+            max_length=encoding.max_length,
+            precision=plan.precision,
+            runtime=plan.runtime,
+            recipe=runner.recipe,
+            activation="identity",
+        )
+
+    def _start_onnx(
+        self,
+        loaded: LoadedModel,
+        plan: SpeedPlan,
+        request: SpeedRequest,
+        encoding: PairEncoding,
+        cache_dir: str | os.PathLike[str] | None,
+    ) -> tuple[Runner | None, SpeedPlan]:
+        """Export (or reuse) the model and start ONNX Runtime on it. An export that fails
+        (or a broken onnxruntime) falls back to torch, unless ONNX Runtime or int8 was
+        asked for by name or the owned weights are already freed. An absent ``fast``
+        extra here means ONNX Runtime was asked for: MissingDependencyError."""
+        try:
+            onnx_export.require_fast()
+            if loaded.hf_model is None or not hasattr(loaded.hf_tokenizer, "backend_tokenizer"):
+                raise OnnxExportError(
+                    loaded.not_exportable
+                    or "only a transformers model with a fast tokenizer can be exported to ONNX"
+                )
+            path = onnx_export.ensure_onnx_model(
+                loaded.hf_model,
+                loaded.hf_tokenizer,
+                "int8" if plan.precision == "int8" else "fp32",
+                cache_dir=cache_dir,
+            )
+            tokenizer_json = loaded.hf_tokenizer.backend_tokenizer.to_str()
+            if loaded.owned:  # ONNX Runtime keeps its own copy: never both in memory
+                release_weights(loaded.module)
+            return self._onnx_runner(path, tokenizer_json, plan, encoding), plan
+        except (OnnxExportError, BrokenDependencyError) as exc:
+            if request.insists_on_onnx or weights_released(loaded.module):
+                raise
+            return None, self._fallback(loaded, request, str(exc))
+
+    def _onnx_runner(
+        self, path: Path, tokenizer_json: str, plan: SpeedPlan, encoding: PairEncoding
+    ) -> OnnxRunner:
+        """ONNX Runtime on ``path``; a file it cannot load is removed from the cache (the
+        next load exports it again) and named in the error."""
+        try:
+            return OnnxRunner(
+                path,
+                tokenizer_json,
+                precision=plan.precision,
+                encoding=encoding,
+                threads=self._threads,
+                extra=self.family.extra,
+            )
+        except OnnxExportError:
+            raise
+        except Exception as exc:
+            onnx_export.remove_export(path)
+            raise OnnxExportError(
+                f"could not load the exported model {path}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _fallback(self, loaded: LoadedModel, request: SpeedRequest, why: str) -> SpeedPlan:
+        plan = plan_speed(
+            device=loaded.device,
+            precision=request.precision,
+            runtime="torch",
+            policy=self.family.policy,
+            keep=loaded.keep,
+            have_onnx=False,
+        )
+        logger.warning(
+            "ONNX Runtime path unavailable (%s); scoring with torch %s", why, plan.precision
+        )
+        return SpeedPlan("torch", plan.precision, f"fallback: {why}")
+
+    # ------------------------------------------------------------------ Backend protocol
+
+    def score_pairs(self, pairs: Sequence[Pair]) -> list[float]:
+        if not pairs:
+            return []
+        try:
+            if self._encoding.query_max_tokens is not None:
+                pairs = self._cut_queries(pairs, self._encoding.query_max_tokens)
+            with self._lock:
+                return list(self._runner.score(pairs))
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"{self.family.label} {self._model_id!r} failed: {exc}") from exc
+
+    def _cut_queries(self, pairs: Sequence[Pair], limit: int) -> list[Pair]:
+        """Queries cut to ``limit`` tokens (as FlagReranker cuts them)."""
+        unique = list(dict.fromkeys(q for q, _ in pairs))
+        cut: dict[str, str] = {}
+        for q, spans in zip(unique, self._tokenizer.token_spans(unique), strict=True):
+            cut[q] = q if len(spans) <= limit else q[: spans[limit - 1][1]]
+        return [(cut[q], t) for q, t in pairs]
+
+    def describe(self) -> dict[str, Any]:
+        """Where and how this backend scores (plain values, JSON-able): ``backend``,
+        ``model_id``, ``device``, ``runtime``, ``precision``, ``reason`` (why that plan),
+        ``num_threads``, ``onnx_model_path`` (``None`` on torch), ``score_scale``,
+        ``max_length``, ``cpu`` and ``fingerprint``."""
+        path = self._runner.onnx_path
+        return {
+            "backend": self.family.name,
+            "model_id": self._model_id,
+            "device": self._device,
+            "runtime": self._plan.runtime,
+            "precision": self._plan.precision,
+            "reason": self._plan.reason,
+            "num_threads": self._threads,
+            "onnx_model_path": str(path) if path is not None else None,
+            "score_scale": self.score_scale,
+            "max_length": self._max_length,
+            "cpu": cpu_info().model if self._device == "cpu" else None,
+            "fingerprint": self._fingerprint,
+        }
+
+    def close(self) -> None:
+        """Stop the ONNX worker threads (they also stop with the process); the backend
+        still scores afterwards (the threads start again when needed)."""
+        self._runner.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self._model_id!r}, device={self._device!r}, "
+            f"runtime={self._plan.runtime!r}, precision={self._plan.precision!r}, "
+            f"max_length={self._max_length})"
+        )
+
+
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _in_dtype(module: Any, precision: Precision, *, owned: bool) -> Any:
+    """``module`` in ``precision``: converted in place when the backend owns it, else a
+    converted copy (the caller's model is never changed)."""
+    torch = sys.modules["torch"]
+    dtype = getattr(torch, _DTYPES[precision])
+    if next(module.parameters()).dtype == dtype:
+        return module
+    if not owned:
+        module = copy.deepcopy(module)
+    return module.to(dtype)
