@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from ._validate import positive_int
 from .errors import ConfigError
 
 __all__ = [
@@ -158,6 +159,13 @@ class BackendInfo:
     model_id: str | None = None
     preferred_batch_size: int | None = None
     micro_batching: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model_id is not None and not isinstance(self.model_id, str):
+            raise ConfigError(f"model_id must be None or a string, got {self.model_id!r:.80}")
+        positive_int("preferred_batch_size", self.preferred_batch_size, allow_none=True)
+        if not isinstance(self.micro_batching, bool):
+            raise ConfigError(f"micro_batching must be True or False, got {self.micro_batching!r}")
 
 
 @runtime_checkable

@@ -378,3 +378,18 @@ def test_describe_has_backend_facts_and_engine_settings(keyword_backend: Keyword
     assert plain["backend"] == "KeywordBackend" and plain["model_id"] is None
     assert plain["engine"]["scorer"] == "micro-batched"  # declares nothing, not async
     assert plain["engine"]["cache"] is None
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"preferred_batch_size": 0}, {"micro_batching": 1}, {"model_id": 3}]
+)
+def test_bad_backend_info_is_a_config_error(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        BackendInfo(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_non_backend_object_is_a_config_error_naming_the_protocol() -> None:
+    with pytest.raises(ConfigError, match=r"rerank_core\.Backend \(fingerprint"):
+        Reranker(object())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="only apply when backend is a name"):
+        Reranker(KeywordBackend(), model="x")
