@@ -217,7 +217,7 @@ def test_debug_shows_the_traceback(fake_commands: dict[str, str]) -> None:
 def test_positive_int_is_the_one_argparse_type() -> None:
     assert positive_int("3") == 3
     for bad in ("0", "-2", "x", "1.5", ""):
-        with pytest.raises(argparse.ArgumentTypeError, match="expected a positive integer"):
+        with pytest.raises(argparse.ArgumentTypeError, match="must be a positive int"):
             positive_int(bad)
 
 
@@ -263,7 +263,7 @@ def test_bench_rejects_bad_paths_before_loading_anything(tmp_path: Path) -> None
     res, _ = _cli("bench", "--only", "crossrank-fast")
     assert res.returncode == 2 and "unknown configuration" in res.stderr
     res, _ = _cli("bench", "--queries", "0")
-    assert res.returncode == 2 and "expected a positive integer, got '0'" in res.stderr
+    assert res.returncode == 2 and "must be a positive int, got '0'" in res.stderr
 
 
 def test_bench_skips_a_missing_peer_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

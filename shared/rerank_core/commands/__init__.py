@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import argparse
 
+from .. import _validate
+from ..errors import ConfigError
+
 __all__ = ["positive_int"]
 
 
 def positive_int(value: str) -> int:
-    """argparse type: an integer >= 1 (a usage error, exit 2, otherwise)."""
+    """argparse type: an integer >= 1, checked by :func:`rerank_core._validate.positive_int`
+    (the same rule and wording as the engine's options); otherwise a usage error, exit 2."""
     try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
+        return _validate.positive_int("value", int(value))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {value!r}") from None
