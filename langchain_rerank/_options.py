@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, PrivateAttr
+from pydantic import BaseModel, PrivateAttr, ValidationError
 from rerank_core import Reranker
-from rerank_core.adapter_support import DEFAULT_BACKEND, Cut, configure
+from rerank_core.adapter_support import DEFAULT_BACKEND, Cut, configure, invalid_fields
 
 __all__ = ["RerankOptions"]
 
@@ -35,9 +35,12 @@ class RerankOptions(BaseModel):
     _reranker: Reranker = PrivateAttr()
 
     def __init__(self, *, reranker: Reranker | None = None, **data: Any) -> None:
-        fields, engine = configure(type(self).model_fields, data, reranker)
-        super().__init__(**fields)
-        self._reranker = engine
+        config = configure(type(self).model_fields, data, reranker)
+        try:
+            super().__init__(**config.fields)
+        except ValidationError as exc:
+            raise invalid_fields(type(self).__name__, exc.errors()) from exc
+        self._reranker = config.engine()  # loads the model: only after the fields passed
 
     @property
     def reranker(self) -> Reranker:

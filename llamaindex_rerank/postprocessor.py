@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Literal
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationError
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
@@ -23,6 +23,7 @@ from rerank_core.adapter_support import (
     Cut,
     RerankEventData,
     configure,
+    invalid_fields,
 )
 
 from ._events import rerank_events
@@ -84,15 +85,24 @@ class RerankPostprocessor(BaseNodePostprocessor):
         **options: Any,
     ) -> None:
         mode = metadata_mode_of(metadata_mode)
-        values = dict(top_n=top_n, min_score=min_score, backend=backend, model=model, device=device)
-        fields, engine = configure(
-            COMMON_FIELDS, {**values, "on_error": on_error, **options}, reranker
+        values = dict(
+            top_n=top_n,
+            min_score=min_score,
+            backend=backend,
+            model=model,
+            device=device,
+            on_error=on_error,
+            **options,
         )
-        fields.update(keep_retrieval_score=keep_retrieval_score, metadata_mode=mode)
+        config = configure(COMMON_FIELDS, values, reranker)
+        fields = dict(config.fields, keep_retrieval_score=keep_retrieval_score, metadata_mode=mode)
         if callback_manager is not None:
             fields["callback_manager"] = callback_manager
-        super().__init__(**fields)
-        self._reranker = engine
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            raise invalid_fields(type(self).__name__, exc.errors()) from exc
+        self._reranker = config.engine()  # loads the model: only after the fields passed
 
     @classmethod
     def class_name(cls) -> str:

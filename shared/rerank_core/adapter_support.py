@@ -7,9 +7,11 @@ framework's objects. The rest is here, so every adapter behaves the same:
 * :func:`require_framework` imports the framework or raises a ``DependencyError`` that tells
   the truth (not installed → the extra to install; installed but broken → why).
 * :func:`configure` splits an adapter's keywords into its serialized fields and the
-  engine/backend options (kept off the object: no ``api_key`` in ``repr`` or JSON), checks
-  them (``ConfigError``) and builds the engine, or adopts a ready ``Reranker``;
-  :func:`one_of` checks a framework option against its choices the way the core does.
+  engine/backend options (kept off the object: no ``api_key`` in ``repr`` or JSON) and
+  checks them (``ConfigError``) before anything loads; ``Configured.engine()`` then builds
+  the engine, or adopts a ready ``Reranker``. :func:`one_of` checks a framework option
+  against its choices the way the core does; :func:`invalid_fields` turns the framework's
+  field validation errors into one ``ConfigError``.
 * :class:`Cut` is ``top_n``/``min_score``: checked at construction, overridable per call,
   forwarded to ``rerank``/``arerank`` (the engine cuts; adapters never sort).
 * :func:`check_query`, :func:`texts_of` turn framework input into engine input with typed
@@ -23,10 +25,10 @@ framework's objects. The rest is here, so every adapter behaves the same:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from ._deps import require
 from ._validate import number, one_of, positive_int
@@ -42,6 +44,7 @@ __all__ = [
     "RerankEventData",
     "check_query",
     "configure",
+    "invalid_fields",
     "one_of",
     "require_framework",
     "scored_items",
@@ -103,23 +106,34 @@ class Cut:
         return self.top_n or engine.top_n or n_inputs
 
 
-class Configured(NamedTuple):
-    """:func:`configure`'s result: the adapter's field values and its engine."""
+@dataclass(frozen=True)
+class Configured:
+    """:func:`configure`'s result: the adapter's field values (to validate and store) and,
+    kept apart, what its engine is made of."""
 
     fields: dict[str, Any]
-    engine: Reranker
+    engine_options: dict[str, Any]
+    reranker: Reranker | None = None
+
+    def engine(self) -> Reranker:
+        """The adopted ``reranker``, or a new engine built from the options (this loads the
+        model, so an adapter calls it after its own fields passed validation)."""
+        if self.reranker is not None:
+            return self.reranker
+        return Reranker(self.fields["backend"], **self.engine_options)
 
 
 def configure(
     field_names: Collection[str], values: Mapping[str, Any], reranker: Reranker | None = None
 ) -> Configured:
-    """Split an adapter's keywords, check them and build (or adopt) its engine.
+    """Split an adapter's keywords and check them, before anything is loaded.
 
     ``values`` in ``field_names`` are the adapter's serialized fields; every other keyword
     (``batch_size``, ``window``, ``cache``, ``normalize``, ``api_key``, ...) goes to the
-    engine and its backend only. ``None`` values are left to the defaults. Returns the
-    fields to store — ``model`` as a string, ``backend`` ``None`` when ``reranker`` was
-    given, ``on_error`` the engine's — and the engine. ``values`` is not changed.
+    engine and its backend only. ``None`` values are left to the defaults. The fields to
+    store have ``model`` as a string, ``backend`` ``None`` when ``reranker`` was given and
+    ``on_error`` the engine's. A ready ``reranker`` is checked against the other options
+    (``ConfigError`` for a conflict). ``values`` is not changed.
     """
     fields = {k: v for k, v in values.items() if k in field_names}
     options = {k: v for k, v in values.items() if k not in field_names and v is not None}
@@ -130,32 +144,27 @@ def configure(
         if fields.get(name) is not None:
             options[name] = fields[name]
     backend = fields.get("backend", DEFAULT_BACKEND)
-    engine = _engine_for(reranker, backend, options)
-    fields["backend"] = None if reranker is not None else backend
-    fields["on_error"] = engine.on_error
-    return Configured(fields, engine)
-
-
-def _engine_for(
-    reranker: Reranker | None, backend: str | None, options: Mapping[str, Any]
-) -> Reranker:
-    """The ready ``reranker`` (checked against the other options) or a new engine.
-
-    ``backend``: a preset name (ignored when it is the default and ``reranker`` is given;
-    ``None`` only with ``reranker``). ``options``: engine and backend options (model,
-    device, on_error, batch_size, window, cache, normalize, api_key, ...), ``None``s dropped.
-    """
     if reranker is None:
         if not isinstance(backend, str) or not backend:
             raise ConfigError(
                 f"backend must be a preset name such as 'minilm', got {backend!r}; "
                 "or pass a ready reranker=Reranker(...)"
             )
-        return Reranker(backend, **options)
+        fields["on_error"] = options.get("on_error", "raise")
+    else:
+        _check_adoptable(reranker, backend, options)
+        fields["on_error"] = reranker.on_error
+        backend, options = None, {}
+    fields["backend"] = backend
+    return Configured(fields, options, reranker)
+
+
+def _check_adoptable(reranker: Reranker, backend: object, options: Mapping[str, Any]) -> None:
+    """A ready ``reranker`` comes with no backend options (a non-default ``backend`` counts)
+    and no ``on_error`` other than its own."""
     if not isinstance(reranker, Reranker):
         raise ConfigError(f"reranker must be a rerank_core.Reranker, got {type(reranker).__name__}")
-    on_error = options.get("on_error")
-    given = sorted(k for k in options if k != "on_error")
+    given = [k for k in options if k != "on_error"]
     if backend not in (None, DEFAULT_BACKEND):
         given.append("backend")
     if given:
@@ -163,12 +172,22 @@ def _engine_for(
             "pass either reranker= or backend options, not both; "
             f"got reranker= with {', '.join(sorted(given))}"
         )
+    on_error = options.get("on_error")
     if on_error is not None and on_error != reranker.on_error:
         raise ConfigError(
             f"on_error={on_error!r} differs from the given reranker's on_error="
             f"{reranker.on_error!r}; set it on the Reranker"
         )
-    return reranker
+
+
+def invalid_fields(owner: str, errors: Iterable[Mapping[str, Any]]) -> ConfigError:
+    """One ``ConfigError`` line for a framework's field validation errors (pydantic's
+    ``ValidationError.errors()``: dicts with ``loc`` and ``msg``), naming each field."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in e.get('loc', ())) or 'value'}: {e.get('msg', e)}"
+        for e in errors
+    )
+    return ConfigError(f"{owner}: {problems}")
 
 
 # ---------------------------------------------------------------------- conversion

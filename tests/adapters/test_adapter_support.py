@@ -23,6 +23,7 @@ from rerank_core.adapter_support import (
     RerankEventData,
     check_query,
     configure,
+    invalid_fields,
     scored_items,
     texts_of,
     with_entries,
@@ -42,17 +43,19 @@ def test_configure_splits_fields_from_engine_options(secret_backend: str) -> Non
         "cache": None,
     }
     before = dict(values)
-    fields, engine = configure(FIELDS, values)
+    config = configure(FIELDS, values)
     assert values == before  # the caller's mapping is not changed
-    assert fields == {
+    assert config.fields == {
         "backend": secret_backend,
         "top_n": 3,
         "model": None,
         "keep_retrieval_score": True,
         "on_error": "raise",
     }
-    assert SECRET not in repr(fields)
-    # engine options reached the engine and its backend; None means "the default"
+    assert SECRET not in repr(config.fields)
+    assert config.engine_options == {"api_key": SECRET, "batch_size": 4}
+    # engine options reach the engine and its backend; None means "the default"
+    engine = config.engine()
     assert engine.backend._api_key == SECRET  # type: ignore[attr-defined]
     assert engine.batch_size == 4 and engine.cache is not None
 
@@ -61,7 +64,7 @@ def test_configure_passes_model_device_on_error_and_keeps_model_a_string() -> No
     name = "test-model-keyword"
     register_backend(name, "adapter_helpers:ModelKeywordBackend")
     try:
-        fields, engine = configure(
+        config = configure(
             COMMON_FIELDS,
             {
                 "backend": name,
@@ -70,19 +73,22 @@ def test_configure_passes_model_device_on_error_and_keeps_model_a_string() -> No
                 "on_error": "passthrough",
             },
         )
+        engine = config.engine()
     finally:
         BACKENDS.pop(name, None)
+    fields = config.fields
     assert fields["model"] == "some/dir" and isinstance(fields["model"], str)
     assert fields["on_error"] == engine.on_error == "passthrough"
     assert (engine.backend.model, engine.backend.device) == ("some/dir", "cpu")  # type: ignore[attr-defined]
 
 
 def test_configure_adopts_a_ready_reranker(keyword_reranker: Reranker) -> None:
-    fields, engine = configure(COMMON_FIELDS, {"top_n": 2}, keyword_reranker)
-    assert engine is keyword_reranker
-    assert fields == {"top_n": 2, "backend": None, "on_error": "raise"}
+    config = configure(COMMON_FIELDS, {"top_n": 2}, keyword_reranker)
+    assert config.engine() is keyword_reranker
+    assert config.fields == {"top_n": 2, "backend": None, "on_error": "raise"}
     # the default backend name does not count as an option next to a reranker
-    assert configure(COMMON_FIELDS, {"backend": "minilm"}, keyword_reranker).engine is engine
+    config = configure(COMMON_FIELDS, {"backend": "minilm"}, keyword_reranker)
+    assert config.engine() is keyword_reranker
 
 
 @pytest.mark.parametrize(
@@ -107,8 +113,25 @@ def test_configure_without_a_reranker_needs_a_backend_name() -> None:
         configure(COMMON_FIELDS, {"backend": None})
     with pytest.raises(ConfigError, match=r"must be a rerank_core\.Reranker"):
         configure(COMMON_FIELDS, {}, "minilm")  # type: ignore[arg-type]
+    # nothing is loaded (or looked up) until engine()
+    config = configure(COMMON_FIELDS, {"backend": "no-such-backend"})
     with pytest.raises(ConfigError, match="unknown backend"):
-        configure(COMMON_FIELDS, {"backend": "no-such-backend"})
+        config.engine()
+
+
+def test_invalid_fields_is_one_line_naming_each_field() -> None:
+    err = invalid_fields(
+        "RerankThing",
+        [
+            {"loc": ("keep_retrieval_score",), "msg": "Input should be a valid boolean"},
+            {"loc": ("tags", 0), "msg": "Input should be a valid string"},
+        ],
+    )
+    assert isinstance(err, ConfigError)
+    assert str(err) == (
+        "RerankThing: keep_retrieval_score: Input should be a valid boolean; "
+        "tags.0: Input should be a valid string"
+    )
 
 
 def test_cut_checks_overrides_and_forwards(keyword_reranker: Reranker) -> None:

@@ -282,6 +282,11 @@ def test_bad_options_are_config_errors(keyword_reranker: Reranker) -> None:
         RerankCompressor(backend="no-such-backend")
     with pytest.raises(ConfigError, match="backend must be a preset"):
         RerankCompressor(backend=None)
+    # a bad field is a ConfigError naming it, found before any backend is looked up or loaded
+    with pytest.raises(ConfigError, match=r"^RerankRetriever: base_retriever"):
+        RerankRetriever(base_retriever=42, backend="no-such-backend")
+    with pytest.raises(ConfigError, match=r"^RerankCompressor: device: "):
+        RerankCompressor(backend="no-such-backend", device=3)
 
 
 # ---------------------------------------------------------------- real models

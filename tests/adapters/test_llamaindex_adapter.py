@@ -317,6 +317,9 @@ def test_bad_options_are_config_errors(keyword_reranker: Reranker, secret_backen
         RerankPostprocessor(backend="no-such-backend")
     with pytest.raises(ConfigError, match="on_error"):
         RerankPostprocessor(backend=secret_backend, on_error="ignore")  # type: ignore[arg-type]
+    # a bad field is a ConfigError naming it, found before any backend is looked up or loaded
+    with pytest.raises(ConfigError, match=r"^RerankPostprocessor: keep_retrieval_score: "):
+        RerankPostprocessor(backend="no-such-backend", keep_retrieval_score="maybe")  # type: ignore[arg-type]
 
 
 @pytest.fixture
