@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 from .. import _deps
@@ -40,6 +39,8 @@ from .runtime import (
     SpeedRequest,
     hf_forward,
     load_error,
+    local_weights_dir,
+    model_max_length,
     resolve_device,
     weights_digest,
 )
@@ -48,7 +49,6 @@ __all__ = ["DEFAULT_MODEL", "FAMILY", "FlagRerankerBackend"]
 
 DEFAULT_MODEL = "BAAI/bge-reranker-base"
 _DEFAULT_MAX_LENGTH = 512  # FlagReranker's own default
-_ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl")
 
 logger = logging.getLogger("crossrank")
 
@@ -175,7 +175,7 @@ class FlagRerankerBackend(LocalBackend):
             raise ModelLoadError(
                 f"model {model_id!r} has {num_labels} output labels; a reranker has one score"
             )
-        model_max = _model_max_length(tokenizer, hf_model.config)
+        model_max = model_max_length(tokenizer, hf_model.config, default=_DEFAULT_MAX_LENGTH)
         if max_length is not None and requested > model_max:
             logger.warning(
                 "max_length=%d is more than model %r takes; using %d",
@@ -208,7 +208,9 @@ class FlagRerankerBackend(LocalBackend):
             fingerprint={
                 "model": model_id,
                 "revision": revision,
-                "weights": weights_digest(_local_dir(model_id, revision, cache_dir, loaded_from)),
+                "weights": weights_digest(
+                    local_weights_dir(model_id, revision, cache_dir, loaded_from, extra="bge")
+                ),
             },
         )
 
@@ -241,35 +243,3 @@ def _refuse_instructions(reranker: Any) -> None:
             "FlagReranker query/passage instructions are not supported: put the instruction "
             "in the query yourself so that windows are cut with it counted"
         )
-
-
-def _model_max_length(tokenizer: Any, config: Any) -> int:
-    """The most tokens the model can take in one input."""
-    caps = []
-    tok_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
-        caps.append(tok_max)
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
-        if getattr(config, "model_type", "") in _ROBERTA_LIKE:
-            # positions start after the pad id
-            positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
-        caps.append(positions)
-    return min(caps) if caps else _DEFAULT_MAX_LENGTH
-
-
-def _local_dir(
-    model_id: str, revision: str | None, cache_dir: str | None, loaded_from: str | None
-) -> str | None:
-    """The directory the weights were read from, for the fingerprint's weights digest."""
-    for cand in (loaded_from, model_id):
-        if cand and Path(cand).is_dir():
-            return cand
-    try:
-        hub = _deps.require("huggingface_hub", extra="bge")
-        found = hub.try_to_load_from_cache(
-            model_id, "config.json", cache_dir=cache_dir, revision=revision
-        )
-    except Exception:
-        return None
-    return str(Path(found).parent) if isinstance(found, str) else None

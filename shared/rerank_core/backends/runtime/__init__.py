@@ -20,7 +20,16 @@ this package imports neither torch nor onnxruntime.
 from __future__ import annotations
 
 from .cpu import BF16_FLAGS, INT8_DOT_FLAGS, CpuInfo, cpu_flags_summary, cpu_info, default_threads
-from .hf import HFTokenizer, SpanMemo, fingerprint_of, load_error, resolve_device, weights_digest
+from .hf import (
+    HFTokenizer,
+    SpanMemo,
+    fingerprint_of,
+    load_error,
+    local_weights_dir,
+    model_max_length,
+    resolve_device,
+    weights_digest,
+)
 from .local import Family, LoadedModel, LocalBackend
 from .onnx_export import RECIPE, OnnxExportError, cache_root, data_file, model_digest
 from .plan import (
@@ -64,7 +73,9 @@ __all__ = [
     "fingerprint_of",
     "hf_forward",
     "load_error",
+    "local_weights_dir",
     "model_digest",
+    "model_max_length",
     "onnx_installed",
     "plan_speed",
     "resolve_device",

@@ -22,6 +22,8 @@ __all__ = [
     "SpanMemo",
     "fingerprint_of",
     "load_error",
+    "local_weights_dir",
+    "model_max_length",
     "release_weights",
     "resolve_device",
     "torch_threads",
@@ -203,3 +205,45 @@ class SpanMemo:
                     _, old = self._memo.popitem(last=False)
                     self._held -= len(old) + 1
         return [x if x is not None else [] for x in out]
+
+
+_ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl")
+
+
+def model_max_length(tokenizer: Any, config: Any, *, default: int) -> int:
+    """The most tokens the model can take in one input: the tokenizer's limit and the
+    position embeddings (RoBERTa-like models start positions after the pad id)."""
+    caps = []
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+        caps.append(tok_max)
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        if getattr(config, "model_type", "") in _ROBERTA_LIKE:
+            positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+        caps.append(positions)
+    return min(caps) if caps else default
+
+
+def local_weights_dir(
+    model_id: str,
+    revision: str | None,
+    cache_dir: str | None,
+    loaded_from: str | None,
+    *,
+    extra: str,
+) -> str | None:
+    """The local directory a model's weights were read from (for :func:`weights_digest`):
+    ``loaded_from`` or ``model_id`` when a directory, else its snapshot in the Hugging
+    Face cache; ``None`` when not found."""
+    for cand in (loaded_from, model_id):
+        if cand and Path(cand).is_dir():
+            return cand
+    try:
+        hub = _deps.require("huggingface_hub", extra=extra)
+        found = hub.try_to_load_from_cache(
+            model_id, "config.json", cache_dir=cache_dir, revision=revision
+        )
+    except Exception:
+        return None
+    return str(Path(found).parent) if isinstance(found, str) else None
