@@ -26,7 +26,7 @@ from ...errors import BackendError, BrokenDependencyError
 from ...types import BackendInfo, Pair, ScoreScale
 from .._base import BackendBase
 from . import onnx_export
-from .cpu import cpu_info, default_threads
+from .cpu import cpu_flags_summary, cpu_info, default_threads
 from .hf import HFTokenizer, SpanMemo, fingerprint_of, release_weights, weights_released
 from .onnx_export import OnnxExportError
 from .plan import Precision, SpeedPlan, SpeedPolicy, SpeedRequest, plan_speed
@@ -240,8 +240,10 @@ class LocalBackend(BackendBase[SpanMemo]):
         """Where and how this backend scores (plain values, JSON-able): ``backend``,
         ``model_id``, ``device``, ``runtime``, ``precision``, ``reason`` (why that plan),
         ``num_threads``, ``onnx_model_path`` (``None`` on torch), ``score_scale``,
-        ``max_length``, ``cpu`` and ``fingerprint``."""
+        ``max_length``, ``cpu`` and ``cpu_flags`` (the speed-relevant CPU features; ``None``
+        off the CPU) and ``fingerprint``."""
         path = self._runner.onnx_path
+        info, on_cpu = cpu_info(), self._device == "cpu"
         return {
             "backend": self.family.name,
             "model_id": self._model_id,
@@ -253,7 +255,8 @@ class LocalBackend(BackendBase[SpanMemo]):
             "onnx_model_path": str(path) if path is not None else None,
             "score_scale": self.score_scale,
             "max_length": self._max_length,
-            "cpu": cpu_info().model if self._device == "cpu" else None,
+            "cpu": info.model if on_cpu else None,
+            "cpu_flags": cpu_flags_summary(info.flags) if on_cpu else None,
             "fingerprint": self._fingerprint,
         }
 

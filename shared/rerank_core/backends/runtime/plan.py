@@ -164,7 +164,8 @@ def plan_speed(
             if choice.runtime == "onnx" and runtime == "auto" and not onnx_ok:
                 passed_over = " (onnxruntime is not installed)"
                 continue
-            return SpeedPlan(choice.runtime, choice.precision, choice.why() + passed_over)
+            asked = f"runtime={runtime!r} asked for: " if runtime != "auto" else ""
+            return SpeedPlan(choice.runtime, choice.precision, asked + choice.why() + passed_over)
         return SpeedPlan("torch", "fp32", "torch fp32" + passed_over)
     if prec == "int8":
         return SpeedPlan("onnx", "int8", "int8 asked for: ONNX Runtime")
