@@ -11,22 +11,25 @@
 #       prints the resolved versions of the key packages and names an upstream break (a package
 #       that is installed but fails to import). --unbounded (or CROSSRANK_UNBOUNDED=1) also
 #       lifts crossrank's own upper bounds (e.g. transformers<5.24), to see whether they are
-#       still needed. If it passes: bash scripts/lock.sh .venv-latest, then bash scripts/test.sh.
+#       still needed. --reuse skips the resolve and reruns the smoke tests in the existing
+#       .venv-latest. If it passes: bash scripts/lock.sh .venv-latest, then bash scripts/test.sh.
 #
 # Extra arguments go to pytest. pytest collecting no tests (exit 5) counts as a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 latest=0
+reuse=0
 unbounded=${CROSSRANK_UNBOUNDED:-0}
 while [ $# -gt 0 ]; do
   case "$1" in
     --latest) latest=1; shift ;;
     --unbounded) unbounded=1; shift ;;
+    --reuse) reuse=1; shift ;;
     *) break ;;
   esac
 done
-if [ "$unbounded" = 1 ] && [ "$latest" = 0 ]; then
-  echo "test.sh: --unbounded goes with --latest" >&2
+if [ "$latest" = 0 ] && [ "$unbounded$reuse" != 00 ]; then
+  echo "test.sh: --unbounded and --reuse go with --latest" >&2
   exit 2
 fi
 
@@ -62,17 +65,9 @@ fi
 PY=${PYTHON:-python3}
 venv=.venv-latest
 vpy=$venv/bin/python
-echo "== building a fresh $venv (newest versions the extras allow$([ "$unbounded" = 1 ] && echo ", crossrank's upper bounds lifted"))"
-rm -rf "$venv"
-"$PY" -m venv "$venv"
-"$vpy" -m pip install -q --upgrade "pip>=25.1"
-# The CPU build of torch first, so that nothing pulls a multi-GB CUDA build; then one
-# resolution of the extras, the dev group and torch together.
-"$vpy" -m pip install -q "torch==2.13.0"
-if [ "$unbounded" = 0 ]; then
-  "$vpy" -m pip install -q -e ".[all]" --group dev "torch==2.13.0"
-else
-  mapfile -t reqs < <("$vpy" - <<'PY'
+
+lifted_requirements() {  # the extras' requirements, one a line, without upper bounds
+  "$vpy" - <<'PY'
 import re, tomllib
 with open("pyproject.toml", "rb") as f:
     extras = tomllib.load(f)["project"]["optional-dependencies"]
@@ -83,7 +78,7 @@ for reqs in extras.values():
         req, _, marker = req.partition(";")
         m = re.match(r"\s*([A-Za-z0-9._-]+(?:\[[^\]]*\])?)\s*(.*)", req)
         name, spec = m.group(1), m.group(2)
-        # keep lower bounds and exclusions, drop upper bounds (<, <=, ~= becomes >=, == becomes >=)
+        # keep lower bounds and exclusions; drop <, <=; ~=X and ==X become >=X
         keep = []
         for s in filter(None, (s.strip() for s in spec.split(","))):
             if s.startswith("<"):
@@ -95,15 +90,41 @@ for reqs in extras.values():
             keep.append(s)
         print(name + ",".join(keep) + (";" + marker if marker else ""))
 PY
-)
-  echo "requirements with upper bounds lifted: ${reqs[*]}"
-  "$vpy" -m pip install -q --no-deps -e .
-  "$vpy" -m pip install -q "${reqs[@]}" --group dev "torch==2.13.0"
+}
+
+build_latest() {
+  local bounds="newest versions the extras allow"
+  [ "$unbounded" = 0 ] || bounds+=", crossrank's upper bounds lifted"
+  echo "== building a fresh $venv ($bounds)"
+  rm -rf "$venv"
+  "$PY" -m venv "$venv"
+  "$vpy" -m pip install -q --upgrade "pip>=25.1"
+  # The CPU build of torch first, so that nothing pulls a multi-GB CUDA build; then one
+  # resolution of the extras, the dev group and torch together.
+  "$vpy" -m pip install -q "torch==2.13.0"
+  if [ "$unbounded" = 0 ]; then
+    "$vpy" -m pip install -q -e ".[all]" --group dev "torch==2.13.0"
+  else
+    local reqs
+    mapfile -t reqs < <(lifted_requirements)
+    echo "requirements with upper bounds lifted: ${reqs[*]}"
+    "$vpy" -m pip install -q --no-deps -e .
+    "$vpy" -m pip install -q "${reqs[@]}" --group dev "torch==2.13.0"
+  fi
+}
+
+if [ "$reuse" = 1 ] && [ -x "$vpy" ]; then
+  echo "== reusing $venv as it is (--reuse)"
+else
+  build_latest
 fi
 
 echo "== resolved versions (and whether each imports)"
-"$vpy" - <<'PY'
-import importlib, importlib.metadata as md
+breaks=$(mktemp)
+trap 'rm -f "$breaks"' EXIT
+"$vpy" - "$breaks" <<'PY'
+import importlib, importlib.metadata as md, sys
+breaks = []
 key = [  # distribution, import name
     ("torch", "torch"), ("transformers", "transformers"),
     ("sentence-transformers", "sentence_transformers"), ("FlagEmbedding", "FlagEmbedding"),
@@ -121,16 +142,26 @@ for dist, mod in key:
         status = "imports"
     except Exception as exc:  # report, don't stop: pytest below fails on it by name
         status = f"FAILS TO IMPORT: {type(exc).__name__}: {exc}"
+        breaks.append(f"{dist} {version} fails to import: {type(exc).__name__}: {exc}")
     print(f"  {dist:24} {version:14} {status}")
+with open(sys.argv[1], "w") as f:
+    f.writelines(line + "\n" for line in breaks)
 PY
 "$vpy" -m pip check || echo "WARNING: pip check reports conflicts (above)"
 
 echo "== smoke tests (one real-library test per backend and integration)"
 rc=0
-run_pytest "$vpy" -m smoke "$@" || rc=$?
+# a test module that cannot be imported must not hide the other backends' results
+run_pytest "$vpy" -m smoke --continue-on-collection-errors "$@" || rc=$?
+label="latest$([ "$unbounded" = 1 ] && echo " (unbounded)")"
+if [ -s "$breaks" ]; then
+  [ "$rc" != 0 ] || rc=1
+  echo "== $label: upstream break(s), with transformers $("$vpy" -c 'import importlib.metadata as m; print(m.version("transformers"))' 2>/dev/null || echo '(absent)'):"
+  sed 's/^/   /' "$breaks"
+fi
 if [ "$rc" = 0 ]; then
-  echo "== latest$([ "$unbounded" = 1 ] && echo " (unbounded)"): PASSED; to lock this set: bash scripts/lock.sh $venv && bash scripts/test.sh"
+  echo "== $label: PASSED; to lock this set: bash scripts/lock.sh $venv && bash scripts/test.sh"
 else
-  echo "== latest$([ "$unbounded" = 1 ] && echo " (unbounded)"): FAILED (pytest exit $rc); see the import status above and the failures"
+  echo "== $label: FAILED (exit $rc); see the import status above and the failures"
 fi
 exit "$rc"
