@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     from crossrank_lab.bench.common import load_trec_dl
+    from crossrank_lab.quality.data import sort_run
     from crossrank_lab.quality.metrics import evaluate_run
     from rerank_core import Reranker
 
@@ -40,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     run = {q: [d for d, _ in first[q]] for q in qids}
 
     def ndcg10(scored: dict[str, list[tuple[str, float]]]) -> float:
-        return evaluate_run(dataset.qrels, scored, rel_level=2, metrics=("ndcg@10",))["ndcg@10"]
+        """nDCG@10 of the run, each query's documents ordered by score (best first)."""
+        ranked = sort_run(scored)
+        return evaluate_run(dataset.qrels, ranked, rel_level=2, metrics=("ndcg@10",))["ndcg@10"]
 
     results: dict[str, dict] = {"BM25": {"ndcg": ndcg10(first)}}
     scores: dict[str, list[np.ndarray]] = {}
