@@ -79,6 +79,35 @@ def test_gpu_plan_and_impossible_combinations() -> None:
             plan_speed(policy=policy, info=VNNI, have_onnx=True, **kw)
 
 
+def test_bge_policy_is_fp32_unless_asked() -> None:
+    """The BGE family's policy (data in flag.py): fp32 on ONNX Runtime or torch whatever
+    the CPU, int8 only by name, fp32 on a GPU unless fp16 is asked for; a caller's model
+    in another dtype runs as it is."""
+    from rerank_core.backends.flag import FAMILY as BGE
+
+    def plan(**kw: Any) -> tuple[str, str]:
+        args: dict[str, Any] = {"device": "cpu", "precision": "auto", "runtime": "auto"}
+        args.update({"have_onnx": True, **kw})
+        p = plan_speed(policy=BGE.policy, info=VNNI, **args)
+        return p.runtime, p.precision
+
+    assert plan() == ("onnx", "fp32")
+    assert plan(have_onnx=False) == ("torch", "fp32")
+    assert plan(runtime="torch") == ("torch", "fp32")
+    assert plan(precision="int8") == ("onnx", "int8")
+    assert plan(device="cuda:0") == ("torch", "fp32")
+    assert plan(device="cuda:0", precision="fp16") == ("torch", "fp16")
+    assert plan(keep="fp16") == ("torch", "fp16")
+    assert plan(keep="fp16", runtime="onnx") == ("onnx", "fp32")  # exports an fp32 copy
+    assert plan(keep="bf16", device="cuda:0") == ("torch", "bf16")
+    with pytest.raises(ConfigError, match="runs on ONNX Runtime"):
+        plan(precision="int8", runtime="torch")
+    reason = plan_speed(
+        device="cpu", precision="auto", runtime="auto", policy=BGE.policy, have_onnx=False
+    ).reason
+    assert "onnxruntime is not installed" in reason
+
+
 def test_cpu_flags_come_from_proc_cpuinfo(tmp_path: Path) -> None:
     fake = tmp_path / "cpuinfo"
     fake.write_text(
