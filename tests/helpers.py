@@ -32,7 +32,7 @@ def need(module: str, *, why: str = "") -> ModuleType:
     __tracebackhide__ = True  # skip reports and errors point at the caller's line
     # Imported here: conftest.py loads this module, and a rerank_core that fails to import
     # should fail the tests that use it, not the loading of every test.
-    from rerank_core._deps import installed, package_version
+    from rerank_core.deps import installed, package_version
 
     if not installed(module):
         reason = f"{NOT_INSTALLED} {module}" + (f" ({why})" if why else "")

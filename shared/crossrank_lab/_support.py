@@ -1,6 +1,6 @@
 """What crossrank_lab needs beyond rerank_core's public API, in one place.
 
-- :func:`require` is rerank_core's optional-import helper (``rerank_core._deps``): the lab
+- :func:`require` is rerank_core's optional-import helper (``rerank_core.deps``): the lab
   reports a missing or broken package exactly as the engine does. It is imported here only,
   so a rename in rerank_core is a one-line change.
 - :func:`resolve_device` maps the CLI's ``--device`` to a torch device for the trainer and
@@ -16,7 +16,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from rerank_core._deps import installed, require
+from rerank_core.deps import installed, require
 from rerank_core.errors import MissingDependencyError
 
 __all__ = ["installed", "model_digest", "require", "resolve_device", "shipped_minilm"]

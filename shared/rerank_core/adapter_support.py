@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
 
-from ._deps import require
 from ._validate import number, one_of, positive_int
+from .deps import require
 from .engine import Reranker
 from .errors import ConfigError, EmptyQueryError, InvalidTextError
 from .types import RankedText

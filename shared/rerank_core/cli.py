@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from ._deps import installed
+from .deps import installed
 from .errors import ConfigError, CrossrankError, DependencyError, InputError
 
 __all__ = ["ENTRY_POINT_GROUP", "Command", "commands", "main"]

@@ -13,6 +13,7 @@ built-in the caller would naturally expect (``ValueError`` for bad input,
     ├── DependencyError(ImportError)       an optional package can't be used
     │   ├── MissingDependencyError         not installed; names the extra to install
     │   └── BrokenDependencyError          installed but fails to import; shows why
+    │                                      (raised by rerank_core.deps.require)
     ├── BackendError                       the model or API failed while scoring
     │   ├── ModelLoadError                 a model could not be loaded
     │   └── APIError                       an HTTP reranking API failed; has .status_code

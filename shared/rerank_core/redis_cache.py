@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import _deps
+from . import deps
 from ._validate import number
 from .errors import CacheError, ConfigError
 
@@ -138,7 +138,7 @@ class RedisCache:
     @staticmethod
     def _build_client(url: str, socket_timeout: float, connect_timeout: float) -> redis.Redis:
         redis_mod, backoff, retry = (
-            _deps.require(module, extra="redis", package="redis", purpose="RedisCache")
+            deps.require(module, extra="redis", package="redis", purpose="RedisCache")
             for module in ("redis", "redis.backoff", "redis.retry")
         )
         try:

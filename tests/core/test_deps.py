@@ -1,4 +1,4 @@
-"""The honest-error contract for optional dependencies (``rerank_core._deps``).
+"""The honest-error contract for optional dependencies (``rerank_core.deps``).
 
 "Not installed" only when a package is absent; an installed package that fails to import
 is a :class:`BrokenDependencyError` naming the package, its version, the missing module and
@@ -26,7 +26,7 @@ from rerank_core import (
     MissingDependencyError,
     Reranker,
 )
-from rerank_core._deps import installed, package_version, require
+from rerank_core.deps import installed, package_version, require
 
 ROOT = Path(__file__).resolve().parents[2]
 MISSING_MODULE = "transformers.modeling_attn_mask_utils"

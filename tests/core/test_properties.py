@@ -118,7 +118,7 @@ def check_windows(
 @pytest.fixture(scope="module")
 def hf_tokenizer(minilm_bi_encoder_path: Path) -> Any:
     need("transformers")
-    from rerank_core.backends._hf import HFTokenizer
+    from rerank_core.backends.runtime.hf import HFTokenizer
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(str(minilm_bi_encoder_path))

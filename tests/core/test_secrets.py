@@ -33,8 +33,8 @@ from rerank_core import (
     SQLiteCache,
     TieredCache,
 )
-from rerank_core._deps import installed
 from rerank_core.cache import GuardedCache
+from rerank_core.deps import installed
 
 need("cohere")
 

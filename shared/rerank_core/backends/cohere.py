@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .._deps import require
+from ..deps import require
 from ..errors import (
     APIError,
     APITimeoutError,
@@ -42,8 +42,8 @@ from ..errors import (
 )
 from ..types import Pair, ScoreScale, Tokenizer
 from ._base import BackendBase
-from ._hf import HFTokenizer, fingerprint_of
 from ._words import WordTokenizer
+from .runtime.hf import HFTokenizer, fingerprint_of
 
 __all__ = ["DEFAULT_MODEL", "MAX_DOCS_PER_REQUEST", "CohereBackend"]
 

@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from .. import _deps
+from .. import deps
 from .._validate import int_at_least
 from ..types import Pair
 from .runtime import (
@@ -98,8 +98,8 @@ class CrossEncoderBackend(LocalBackend):
     ) -> None:
         request = SpeedRequest.checked(FAMILY.policy, precision, runtime, num_threads)
         max_length = int_at_least("max_length", max_length, 8, allow_none=True)
-        torch = _deps.require("torch", extra="minilm", purpose="the minilm backend")
-        st = _deps.require("sentence_transformers", extra="minilm", purpose="the minilm backend")
+        torch = deps.require("torch", extra="minilm", purpose="the minilm backend")
+        st = deps.require("sentence_transformers", extra="minilm", purpose="the minilm backend")
         owned = not isinstance(model, st.CrossEncoder)
         if not owned:
             ce = model

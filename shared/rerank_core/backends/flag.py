@@ -26,7 +26,7 @@ import logging
 import os
 from typing import Any, Literal
 
-from .. import _deps
+from .. import deps
 from .._validate import int_at_least
 from ..errors import ConfigError, ModelLoadError
 from .runtime import (
@@ -120,8 +120,8 @@ class FlagRerankerBackend(LocalBackend):
             raise ConfigError(f"fp16=True contradicts precision={precision!r}")
         fp16 = fp16 or precision == "fp16"
         max_length = int_at_least("max_length", max_length, 8, allow_none=True)
-        _deps.require("torch", extra="bge", purpose="the bge backend")
-        transformers = _deps.require("transformers", extra="bge", purpose="the bge backend")
+        deps.require("torch", extra="bge", purpose="the bge backend")
+        transformers = deps.require("transformers", extra="bge", purpose="the bge backend")
 
         if _is_flag_reranker(model):
             if device is not None or fp16 or revision is not None:

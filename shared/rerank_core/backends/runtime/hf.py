@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ... import _deps
+from ... import deps
 from ...errors import ModelLoadError
 
 __all__ = [
@@ -82,7 +82,7 @@ def resolve_device(device: str | None, *, extra: str = "minilm") -> str:
     if device is None or device == "cpu":
         return "cpu"
     if device == "auto":
-        torch = _deps.require("torch", extra=extra, purpose="device='auto'")
+        torch = deps.require("torch", extra=extra, purpose="device='auto'")
         if torch.cuda.is_available():
             return "cuda:0"
         mps = getattr(torch.backends, "mps", None)
@@ -139,7 +139,7 @@ class HFTokenizer:
     """
 
     def __init__(self, hf_tokenizer: Any, *, extra: str = "minilm") -> None:
-        tokenizers = _deps.require("tokenizers", extra=extra, purpose="a local model's tokenizer")
+        tokenizers = deps.require("tokenizers", extra=extra, purpose="a local model's tokenizer")
         backend = getattr(hf_tokenizer, "backend_tokenizer", None)
         if backend is None:
             raise ModelLoadError(
@@ -240,7 +240,7 @@ def local_weights_dir(
         if cand and Path(cand).is_dir():
             return cand
     try:
-        hub = _deps.require("huggingface_hub", extra=extra)
+        hub = deps.require("huggingface_hub", extra=extra)
         found = hub.try_to_load_from_cache(
             model_id, "config.json", cache_dir=cache_dir, revision=revision
         )

@@ -38,7 +38,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-from ... import _deps
+from ... import deps
 from ...errors import ModelLoadError
 
 __all__ = [
@@ -85,7 +85,7 @@ class OnnxExportError(ModelLoadError):
 
 def _fast(module: str) -> ModuleType:
     """A module of the ``fast`` extra (onnxruntime, onnx), or the error that says why not."""
-    return _deps.require(module, extra="fast", purpose="the ONNX Runtime path")
+    return deps.require(module, extra="fast", purpose="the ONNX Runtime path")
 
 
 def require_fast() -> None:

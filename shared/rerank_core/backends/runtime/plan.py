@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ... import _deps
+from ... import deps
 from ..._validate import one_of, positive_int
 from ...errors import ConfigError
 from .cpu import CpuInfo, cpu_info
@@ -111,7 +111,7 @@ class SpeedPlan:
 
 def onnx_installed() -> bool:
     """Whether the ``fast`` extra (onnxruntime and onnx) is installed (not imported)."""
-    return _deps.installed("onnxruntime") and _deps.installed("onnx")
+    return deps.installed("onnxruntime") and deps.installed("onnx")
 
 
 def plan_speed(

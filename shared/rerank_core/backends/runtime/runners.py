@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ... import _deps
+from ... import deps
 from ...errors import BackendError
 from ...types import Pair
 from .hf import torch_threads
@@ -189,8 +189,8 @@ class OnnxRunner:
         threads: int,
         extra: str,
     ) -> None:
-        tokenizers = _deps.require("tokenizers", extra=extra, purpose="a local model's tokenizer")
-        self._np = _deps.require("numpy", extra="fast", purpose="the ONNX Runtime path")
+        tokenizers = deps.require("tokenizers", extra=extra, purpose="a local model's tokenizer")
+        self._np = deps.require("numpy", extra="fast", purpose="the ONNX Runtime path")
         self.precision: Precision = precision
         self.onnx_path: Path | None = model_path
         self.recipe: str | None = RECIPE
