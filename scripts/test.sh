@@ -153,7 +153,8 @@ echo "== smoke tests (one real-library test per backend and integration)"
 rc=0
 # a test module that cannot be imported must not hide the other backends' results
 run_pytest "$vpy" -m smoke --continue-on-collection-errors "$@" || rc=$?
-label="latest$([ "$unbounded" = 1 ] && echo " (unbounded)")"
+label=latest
+[ "$unbounded" = 0 ] || label+=" (unbounded)"
 if [ -s "$breaks" ]; then
   [ "$rc" != 0 ] || rc=1
   echo "== $label: upstream break(s), with transformers $("$vpy" -c 'import importlib.metadata as m; print(m.version("transformers"))' 2>/dev/null || echo '(absent)'):"
