@@ -22,39 +22,10 @@ def sample_texts() -> list[str]:
 
 def make_tiny_xlmr(out: Path, *, max_tokens: int = 128, seed: int = 7) -> Path:
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers.trainers import UnigramTrainer
-    from transformers import (
-        XLMRobertaConfig,
-        XLMRobertaForSequenceClassification,
-        XLMRobertaTokenizerFast,
-    )
+    from crossrank_lab.bench.common import xlmr_tokenizer
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    trainer = UnigramTrainer(
-        vocab_size=3000, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>"
-    )
-    tok.train_from_iterator(sample_texts(), trainer)
-    tok.add_special_tokens(["<mask>"])
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)],
-    )
-    hf_tok = XLMRobertaTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        sep_token="</s>",
-        cls_token="<s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        mask_token="<mask>",
-        model_max_length=max_tokens,
-    )
+    hf_tok = xlmr_tokenizer(sample_texts(), vocab_size=3000, max_length=max_tokens)
     config = XLMRobertaConfig(
         vocab_size=len(hf_tok),
         hidden_size=32,

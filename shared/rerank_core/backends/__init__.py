@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..types import Backend
 
-__all__ = ["BACKENDS", "load_backend", "register_backend"]
+__all__ = ["BACKENDS", "backend_class", "load_backend", "register_backend"]
 
 BACKENDS: dict[str, str] = {
     "minilm": "rerank_core.backends.cross_encoder:CrossEncoderBackend",
@@ -26,16 +26,21 @@ def register_backend(name: str, target: str) -> None:
     BACKENDS[name] = target
 
 
-def load_backend(name: str, **options: Any) -> Backend:
-    """Build the backend registered under ``name`` with ``options``."""
+def backend_class(name: str) -> Any:
+    """The class registered under ``name`` (its module is imported; no model is loaded).
+    An unknown name is a ConfigError listing the known ones."""
     try:
         target = BACKENDS[name]
     except KeyError:
         known = ", ".join(sorted(BACKENDS))
         raise ConfigError(f"unknown backend {name!r}; known backends: {known}") from None
     module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    cls = getattr(module, attr)
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def load_backend(name: str, **options: Any) -> Backend:
+    """Build the backend registered under ``name`` with ``options``."""
+    cls = backend_class(name)
     _check_options(name, cls, options)
     backend: Backend = cls(**options)
     return backend
