@@ -70,8 +70,9 @@ lifted_requirements() {  # the extras' requirements, one a line, without upper b
   "$vpy" - <<'PY'
 import re, tomllib
 with open("pyproject.toml", "rb") as f:
-    extras = tomllib.load(f)["project"]["optional-dependencies"]
-for reqs in extras.values():
+    data = tomllib.load(f)
+groups = list(data["project"]["optional-dependencies"].values()) + [data["dependency-groups"]["dev"]]
+for reqs in groups:
     for req in reqs:
         if req.startswith("crossrank["):
             continue
@@ -106,10 +107,10 @@ build_latest() {
     "$vpy" -m pip install -q -e ".[all]" --group dev "torch==2.13.0"
   else
     local reqs
-    mapfile -t reqs < <(lifted_requirements)
+    mapfile -t reqs < <(lifted_requirements)  # the extras and the dev group
     echo "requirements with upper bounds lifted: ${reqs[*]}"
     "$vpy" -m pip install -q --no-deps -e .
-    "$vpy" -m pip install -q "${reqs[@]}" --group dev "torch==2.13.0"
+    "$vpy" -m pip install -q "${reqs[@]}" "torch==2.13.0"
   fi
 }
 
