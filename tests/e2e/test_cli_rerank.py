@@ -228,7 +228,7 @@ def test_a_hub_model_offline_fails_fast_with_a_hint_that_works_outside_the_venv(
 
 
 @pytest.mark.model
-def test_offline_demo_falls_back_to_the_bundled_reranker_and_ranks_well() -> None:
+def test_offline_demo_falls_back_to_the_bundled_reranker_and_says_so() -> None:
     out = run()
     assert out.returncode == 0, out.stderr
     notice = [line for line in out.stderr.splitlines() if "offline" in line]
@@ -241,9 +241,8 @@ def test_offline_demo_falls_back_to_the_bundled_reranker_and_ranks_well() -> Non
     before = out.stdout.split("Before:")[1].split("After:")[0].strip().splitlines()[1:]
     assert len(before) == 20  # "top 20" lists 20 rows
     after = out.stdout.split("After:")[1].strip().splitlines()[1:]
-    assert len(after) == 5
-    # the claim's judged-relevant abstracts (BM25 #8 and #11) rise to the top
-    assert after[0].split()[1] == "*" and after[1].split()[1] == "*", out.stdout
+    assert len(after) == 5 and all("score=" in line and "(was #" in line for line in after)
+    # ranking quality is measured over many queries in test_bundled_model.py
 
 
 @pytest.mark.model

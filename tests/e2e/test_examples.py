@@ -1,5 +1,7 @@
-"""The examples run end to end (as users run them: a subprocess per script) with the local
-MiniLM, and the long-documents example's logic holds with a transparent test backend."""
+"""The examples run end to end (as users run them: a subprocess per script, offline) with
+the reranker the repository bundles, ``models/crossrank-minilm-l6`` — a trained model, so
+the reranked order is checked for quality, not only for shape — and the long-documents
+example's logic holds with a transparent test backend."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+BUNDLED = ROOT / "models" / "crossrank-minilm-l6"
 
 RETRIEVED = re.compile(r"^\s*\d+\. ([* ]) cosine=\s*(-?[\d.]+)\s+\[(\w+)\]", re.M)
 RERANKED = re.compile(r"^\s*\d+\. ([* ]) score=\s*(-?[\d.]+)\s+\(was #(\d+)\s*\) \[(\w+)\]", re.M)
@@ -52,13 +55,15 @@ def section(out: str, title: str) -> str:
 
 
 @pytest.mark.model
-def test_llamaindex_query_engine_example(minilm_path: Path) -> None:
+def test_llamaindex_query_engine_example() -> None:
+    """No --model and no hub: the example says so and uses the bundled reranker."""
     done = run_example(
-        "llamaindex_query_engine.py",
-        "--model", str(minilm_path), "--limit", "40", "--candidates", "10", "--top-n", "3",
+        "llamaindex_query_engine.py", "--limit", "40", "--candidates", "10", "--top-n", "3",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "HF_HUB_OFFLINE is set): using the bundled crossrank-minilm-l6" in done.stderr
     out = done.stdout
+    assert "reranker: " in out and str(BUNDLED) in out.split("reranker: ")[1].splitlines()[0]
     indexed = re.search(r"indexed (\d+) passages", out)
     assert indexed is not None and int(indexed.group(1)) >= 40  # + the claim's relevant ones
     retrieved = RETRIEVED.findall(section(out, "Retrieved: vector search top 10"))
@@ -72,25 +77,28 @@ def test_llamaindex_query_engine_example(minilm_path: Path) -> None:
     assert scores == sorted(scores, reverse=True)
     for _mark, _score, was, doc_id in reranked:
         assert ids[int(was) - 1] == doc_id  # "was #k" points at the right retrieved passage
+    assert reranked[0][0] == "*"  # a trained reranker: a judged-relevant abstract first
     assert "async query: same top 3: yes; pairs scored again: 0" in out
 
 
 @pytest.mark.model
-def test_langchain_retriever_example(minilm_path: Path) -> None:
+def test_langchain_retriever_example() -> None:
     done = run_example(
         "langchain_retriever.py", "--limit", "40", "--candidates", "10", "--claim", "7",
-        env={"CROSSRANK_MODEL": str(minilm_path)},  # the model from the environment
+        env={"CROSSRANK_MODEL": str(BUNDLED)},  # the model from the environment
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "bundled" not in done.stderr  # a model was given: no fallback notice
     out = done.stdout
     assert "query: ADAR1 binds to Dicer to cleave pre-miRNA." in out
-    assert str(minilm_path) in out
+    assert str(BUNDLED) in out
     retrieved = RETRIEVED.findall(section(out, "Retrieved: vector search top 10"))
     assert len(retrieved) == 10
     assert retrieved[0][0] == "*"  # the relevant abstract is the bi-encoder's first hit
     direct = RERANKED.findall(section(out, "Reranked: RerankRetriever top 5"))
     compressed = RERANKED.findall(section(out, "Same through ContextualCompressionRetriever"))
     assert len(direct) == 5 and direct == compressed
+    assert direct[0][0] == "*"  # the judged-relevant abstract stays first after reranking
     assert {r[3] for r in direct} <= {r[2] for r in retrieved}
     # the second pass came from the shared engine's cache: every window of the 10 candidates
     cached = re.search(r": 0 pairs scored, (\d+) from the shared engine's cache", out)
@@ -99,8 +107,8 @@ def test_langchain_retriever_example(minilm_path: Path) -> None:
 
 
 @pytest.mark.model
-def test_long_documents_example(minilm_path: Path) -> None:
-    done = run_example("long_documents.py", "--model", str(minilm_path))
+def test_long_documents_example() -> None:
+    done = run_example("long_documents.py", "--model", str(BUNDLED))
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     chunk_max = LONG_ROW.findall(section(out, "Chunk-max: every window scored"))
@@ -118,6 +126,8 @@ def test_long_documents_example(minilm_path: Path) -> None:
     assert b_row[6] == ("yes" if overlap else "no")  # the report matches the spans
     assert "truncated=True" in out and "so truncation never saw it" in out
     assert "Best window of document B:" in out
+    # the ranking quality of chunk-max against truncation is measured over many queries
+    # (README: long documents); one claim with the bundled model proves nothing either way
 
 
 @pytest.mark.parametrize(
@@ -129,6 +139,31 @@ def test_examples_exit_clearly_when_the_model_cannot_load(name: str, tmp_path: P
     assert "error: could not load the reranker" in done.stderr
     assert "CROSSRANK_MODEL" in done.stderr  # the hint says how to run offline
     assert "Traceback" not in done.stderr
+
+
+def test_examples_choose_the_bundled_reranker_only_when_the_hub_is_out_of_reach(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    assert _common.BUNDLED is not None and _common.BUNDLED.path == BUNDLED
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(ROOT / "no-such-hub-cache"))
+    assert _common.choose_model("some/model") == "some/model"  # given: used as is
+    assert capsys.readouterr().err == ""
+    assert _common.choose_model(None) == str(BUNDLED)
+    notice = capsys.readouterr().err.strip()
+    assert "offline (HF_HUB_OFFLINE is set): using the bundled crossrank-minilm-l6" in notice
+    assert "DL19 nDCG@10" in notice and len(notice.splitlines()) == 1
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused
+    assert _common.choose_model(None) == str(BUNDLED)
+    assert "cannot be reached" in capsys.readouterr().err
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # later loads stay local: no retries
 
 
 def test_long_documents_logic_with_a_word_overlap_backend(keyword_backend: Any) -> None:
