@@ -9,7 +9,6 @@ local cache, or else from the reranker the checkout bundles (``models/crossrank-
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shlex
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._validate import positive_int
+from ..backends import backend_class
 from ..errors import ConfigError, InputError, ModelLoadError
 from . import _hub
 
@@ -135,25 +135,11 @@ def _default_query() -> tuple[str, set[str]]:
     return first["text"], set(first["relevant"])
 
 
-def _backend_class(name: str) -> Any:
-    """The backend class registered under ``name``; importing its module loads no model
-    and no heavy library."""
-    from ..backends import BACKENDS
-
-    try:
-        target = BACKENDS[name]
-    except KeyError:
-        known = ", ".join(sorted(BACKENDS))
-        raise ConfigError(f"unknown backend {name!r}; known backends: {known}") from None
-    module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
-
-
 def _check_backend_options(name: str, options: dict[str, Any]) -> None:
     """The checks the backend would make at construction, made without constructing it."""
     from ..backends import _check_options
 
-    cls = _backend_class(name)
+    cls = backend_class(name)
     _check_options(name, cls, options)
     family = getattr(cls, "family", None) or getattr(sys.modules[cls.__module__], "FAMILY", None)
     policy = getattr(family, "policy", None)
@@ -240,7 +226,7 @@ def _resolve_model(backend: str, model: str | None, plan: _Plan) -> Path | None:
         return None
     if model is not None and _hub.is_local_path(model):
         return _check_local_model(model)
-    cls_module = sys.modules[_backend_class(backend).__module__]
+    cls_module = sys.modules[backend_class(backend).__module__]
     model_id = model if model is not None else str(getattr(cls_module, "DEFAULT_MODEL", ""))
     reason = _hub.offline_reason()
     if reason is None:
