@@ -16,6 +16,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from rerank_core.backends.runtime import resolve_device as _resolve_device
 from rerank_core.deps import installed, require
 from rerank_core.errors import MissingDependencyError
 
@@ -26,16 +27,8 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".data")
 
 def resolve_device(device: str | None) -> str:
     """``None``/"cpu" → CPU; "auto" → one GPU if present (CUDA, then MPS) else CPU;
-    anything else as given."""
-    if device in (None, "cpu"):
-        return "cpu"
-    if device != "auto":
-        return str(device)
-    torch = require("torch", extra="train", purpose="device selection")
-    if torch.cuda.is_available():
-        return "cuda:0"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
+    anything else as given — the backends' own rule, naming the ``train`` extra."""
+    return _resolve_device(device, extra="train")
 
 
 def model_digest(model: str | os.PathLike[str]) -> str:
