@@ -26,6 +26,7 @@ from .errors import (
     MissingDependencyError,
     ModelLoadError,
     RateLimitError,
+    UntrainedModelError,
 )
 from .redis_cache import RedisCache
 from .scheduler import BatcherStats
@@ -77,6 +78,7 @@ __all__ = [
     "SupportsInfo",
     "TieredCache",
     "Tokenizer",
+    "UntrainedModelError",
     "WindowConfig",
     "__version__",
     "load_backend",

@@ -16,6 +16,8 @@ built-in the caller would naturally expect (``ValueError`` for bad input,
     │                                      (raised by rerank_core.deps.require)
     ├── BackendError                       the model or API failed while scoring
     │   ├── ModelLoadError                 a model could not be loaded
+    │   │   └── UntrainedModelError        its score head was initialised at random;
+    │   │                                  has .model, .missing
     │   └── APIError                       an HTTP reranking API failed; has .status_code
     │       ├── AuthenticationError        401/403: the key was rejected
     │       ├── RateLimitError             429 after the retries ran out
@@ -42,6 +44,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelLoadError",
     "RateLimitError",
+    "UntrainedModelError",
 ]
 
 
@@ -100,6 +103,18 @@ class BrokenDependencyError(DependencyError):
 
 class ModelLoadError(BackendError):
     """A model could not be loaded (unknown id, unreachable hub, bad local path)."""
+
+
+class UntrainedModelError(ModelLoadError):
+    """The model's checkpoint holds no score-head weights, so loading it drew a random
+    head (a bi-encoder or base encoder loaded as a reranker): its scores would be noise and
+    differ in every process. ``model`` is the model id or path, ``missing`` the head
+    weights the checkpoint lacks. ``allow_untrained=True`` loads it anyway (plumbing tests)."""
+
+    def __init__(self, message: str, *, model: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.model = model
+        self.missing = list(missing)
 
 
 class APIError(BackendError):

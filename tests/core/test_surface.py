@@ -65,6 +65,7 @@ def test_public_surface_is_pinned() -> None:
             "ScoreCache",
             "TieredCache",
             "Tokenizer",
+            "UntrainedModelError",
             "WindowConfig",
             "__version__",
             "load_backend",
