@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..types import Backend
+from .presets import PRESETS, with_preset_model
 
 __all__ = ["BACKENDS", "backend_class", "load_backend", "register_backend"]
 
@@ -16,6 +17,8 @@ BACKENDS: dict[str, str] = {
     "cross-encoder": "rerank_core.backends.cross_encoder:CrossEncoderBackend",
     "bge": "rerank_core.backends.flag:FlagRerankerBackend",
     "cohere": "rerank_core.backends.cohere:CohereBackend",
+    # presets (backends/presets.py): a backend with a default model
+    **{name: preset.target for name, preset in PRESETS.items()},
 }
 
 
@@ -41,6 +44,7 @@ def backend_class(name: str) -> Any:
 def load_backend(name: str, **options: Any) -> Backend:
     """Build the backend registered under ``name`` with ``options``."""
     cls = backend_class(name)
+    options = with_preset_model(name, BACKENDS[name], options)
     _check_options(name, cls, options)
     backend: Backend = cls(**options)
     return backend
