@@ -8,7 +8,6 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..types import Backend
-from .presets import PRESETS, with_preset_model
 
 __all__ = ["BACKENDS", "backend_class", "load_backend", "register_backend"]
 
@@ -17,8 +16,11 @@ BACKENDS: dict[str, str] = {
     "cross-encoder": "rerank_core.backends.cross_encoder:CrossEncoderBackend",
     "bge": "rerank_core.backends.flag:FlagRerankerBackend",
     "cohere": "rerank_core.backends.cohere:CohereBackend",
-    # presets (backends/presets.py): a backend with a default model
-    **{name: preset.target for name, preset in PRESETS.items()},
+    "qwen3": "rerank_core.backends.llm:Qwen3RerankerBackend",
+    "bge-gemma": "rerank_core.backends.llm:GemmaRerankerBackend",
+    "monot5": "rerank_core.backends.t5:MonoT5Backend",
+    "rankt5": "rerank_core.backends.t5:RankT5Backend",
+    "duot5": "rerank_core.backends.t5:DuoT5Backend",
 }
 
 
@@ -44,7 +46,6 @@ def backend_class(name: str) -> Any:
 def load_backend(name: str, **options: Any) -> Backend:
     """Build the backend registered under ``name`` with ``options``."""
     cls = backend_class(name)
-    options = with_preset_model(name, BACKENDS[name], options)
     _check_options(name, cls, options)
     backend: Backend = cls(**options)
     return backend

@@ -12,10 +12,10 @@ from typing import Any, Literal
 from .. import deps
 from .._validate import int_at_least
 from ..types import Pair
-from ._heads import activation_name, one_score_head
 from .runtime import (
     Choice,
     Family,
+    HFTokenizer,
     LoadedModel,
     LocalBackend,
     PairEncoding,
@@ -25,6 +25,7 @@ from .runtime import (
     resolve_device,
     weights_digest,
 )
+from .runtime.overhead import measure_added_tokens
 
 __all__ = ["DEFAULT_MODEL", "FAMILY", "CrossEncoderBackend"]
 
@@ -78,9 +79,7 @@ class CrossEncoderBackend(LocalBackend):
     never depends on the other pairs of its batch. The fingerprint names the runtime
     and precision: caches of different modes never mix. Scores are raw logits (the
     model's activation is not applied); the engine's ``normalize="sigmoid"`` maps
-    them to 0–1. ``describe()`` tells the plan taken and why. A two-logit head
-    (not relevant, relevant) scores ``logit[1] - logit[0]``, whose sigmoid is
-    ``predict(..., apply_softmax=True)[:, 1]`` (see :mod:`._heads`).
+    them to 0–1. ``describe()`` tells the plan taken and why.
     """
 
     family = FAMILY
@@ -127,9 +126,6 @@ class CrossEncoderBackend(LocalBackend):
             if not owned:
                 ce, owned = copy.deepcopy(ce), True
             ce.max_seq_length = limit
-        labels = int(ce.num_labels)
-        ce, owned, self._head = one_score_head(ce, owned, model_id)  # two logits: l1 - l0
-        self._activation = activation_name(ce)
         model_device = str(ce.device)
         identity = torch.nn.Identity()
 
@@ -158,7 +154,9 @@ class CrossEncoderBackend(LocalBackend):
                 not_exportable="only a CrossEncoder made of one transformers model can be exported",
             ),
             request,
-            PairEncoding(max_length=limit, truncation="longest_first"),
+            PairEncoding(
+                max_length=limit, truncation="longest_first", added_tokens=_added_tokens(ce)
+            ),
             forward=forward,
             onnx_cache_dir=onnx_cache_dir,
             fingerprint={
@@ -166,14 +164,30 @@ class CrossEncoderBackend(LocalBackend):
                 "revision": revision,
                 "weights": weights_digest(getattr(ce.config, "_name_or_path", None)),
                 "head": _head_digest(ce),  # before the ONNX path may free the weights
-                "num_labels": labels,
+                "num_labels": int(ce.num_labels),
             },
         )
 
-    def describe(self) -> dict[str, Any]:
-        """The runtime layer's facts plus ``head`` (how the score is read from the model's
-        logits) and ``model_activation`` (what ``CrossEncoder.predict`` applies to it)."""
-        return {**super().describe(), "head": self._head, "model_activation": self._activation}
+
+def _added_tokens(ce: Any) -> int:
+    """Tokens the CrossEncoder adds around a pair: its special tokens, and its prompt or chat
+    template when it has one (an LLM reranker loaded through sentence-transformers), measured
+    with the CrossEncoder's own preprocessing (untruncated) against the span tokenizer."""
+    spans = HFTokenizer(ce.tokenizer, extra="minilm")
+
+    def encoded(pairs: Sequence[Pair]) -> list[int]:
+        try:
+            feats = ce.preprocess(
+                [list(p) for p in pairs], processing_kwargs={"text": {"truncation": False}}
+            )
+        except TypeError:  # an older sentence-transformers: no per-call processing kwargs
+            feats = ce.preprocess([list(p) for p in pairs])
+        mask = feats.get("attention_mask")
+        if mask is None:
+            return [len(ids) for ids in feats["input_ids"]]
+        return [int(n) for n in mask.sum(-1).tolist()]
+
+    return measure_added_tokens(encoded, lambda xs: [len(s) for s in spans.token_spans(xs)])
 
 
 def _head_digest(ce: Any) -> str:

@@ -138,7 +138,9 @@ class HFTokenizer:
     the model's own tokenizer is busy (no "Already borrowed").
     """
 
-    def __init__(self, hf_tokenizer: Any, *, extra: str = "minilm") -> None:
+    def __init__(
+        self, hf_tokenizer: Any, *, extra: str = "minilm", pair_tokens: int | None = None
+    ) -> None:
         tokenizers = deps.require("tokenizers", extra=extra, purpose="a local model's tokenizer")
         backend = getattr(hf_tokenizer, "backend_tokenizer", None)
         if backend is None:
@@ -149,7 +151,13 @@ class HFTokenizer:
         self._tok = tokenizers.Tokenizer.from_str(backend.to_str())
         self._tok.no_truncation()
         self._tok.no_padding()
-        self._special = int(hf_tokenizer.num_special_tokens_to_add(pair=True))
+        # every token the backend adds around a pair (``pair_tokens``, measured by the
+        # family), else the tokenizer's own special tokens
+        self._special = (
+            int(hf_tokenizer.num_special_tokens_to_add(pair=True))
+            if pair_tokens is None
+            else int(pair_tokens)
+        )
 
     @property
     def pair_special_tokens(self) -> int:

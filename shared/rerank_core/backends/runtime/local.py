@@ -29,6 +29,7 @@ from . import onnx_export
 from .cpu import cpu_flags_summary, cpu_info, default_threads
 from .hf import HFTokenizer, SpanMemo, fingerprint_of, release_weights, weights_released
 from .onnx_export import OnnxExportError
+from .overhead import pair_added_tokens
 from .plan import Precision, SpeedPlan, SpeedPolicy, SpeedRequest, plan_speed
 from .runners import OnnxRunner, PairEncoding, Runner, TorchRunner
 
@@ -131,7 +132,17 @@ class LocalBackend(BackendBase[SpanMemo]):
         self._encoding = encoding
         self._max_length = encoding.max_length
         self._info = BackendInfo(model_id=loaded.model_id, micro_batching=True)
-        self._tokenizer = SpanMemo(HFTokenizer(loaded.hf_tokenizer, extra=fam.extra))
+        self._tokenizer = SpanMemo(
+            HFTokenizer(
+                loaded.hf_tokenizer,
+                extra=fam.extra,
+                pair_tokens=(
+                    encoding.added_tokens
+                    if encoding.added_tokens is not None
+                    else pair_added_tokens(loaded.hf_tokenizer)
+                ),
+            )
+        )
         self._lock = threading.Lock()
         self._fingerprint = fingerprint_of(
             backend=fam.name,
@@ -240,8 +251,9 @@ class LocalBackend(BackendBase[SpanMemo]):
         """Where and how this backend scores (plain values, JSON-able): ``backend``,
         ``model_id``, ``device``, ``runtime``, ``precision``, ``reason`` (why that plan),
         ``num_threads``, ``onnx_model_path`` (``None`` on torch), ``score_scale``,
-        ``max_length``, ``cpu`` and ``cpu_flags`` (the speed-relevant CPU features; ``None``
-        off the CPU) and ``fingerprint``."""
+        ``max_length``, ``pair_tokens`` (what the backend adds around each pair), ``cpu``
+        and ``cpu_flags`` (the speed-relevant CPU features; ``None`` off the CPU) and
+        ``fingerprint``."""
         path = self._runner.onnx_path
         info, on_cpu = cpu_info(), self._device == "cpu"
         return {
@@ -255,6 +267,7 @@ class LocalBackend(BackendBase[SpanMemo]):
             "onnx_model_path": str(path) if path is not None else None,
             "score_scale": self.score_scale,
             "max_length": self._max_length,
+            "pair_tokens": self._tokenizer.pair_special_tokens,
             "cpu": info.model if on_cpu else None,
             "cpu_flags": cpu_flags_summary(info.flags) if on_cpu else None,
             "fingerprint": self._fingerprint,

@@ -46,13 +46,18 @@ class PairEncoding:
     ``"longest_first"`` (sentence-transformers) or ``"only_second"`` (FlagEmbedding).
     ``query_max_tokens``: queries are first cut to this many tokens (FlagReranker cuts
     them to 3/4 of ``max_length``); ``None``: not cut. ``label``: the logit column that
-    is the score (the last by default).
+    is the score (the last by default). ``added_tokens``: every token the family adds
+    around a (query, text) pair (special tokens, prompt or chat template, instruction),
+    measured from its tokenizer (:func:`~.overhead.measure_added_tokens`); the engine's
+    window budget is ``max_length`` − query tokens − this. ``None``: the tokenizer's
+    ``num_special_tokens_to_add(pair=True)``.
     """
 
     max_length: int
     truncation: Truncation = "longest_first"
     query_max_tokens: int | None = None
     label: int = -1
+    added_tokens: int | None = None
 
 
 class Runner(Protocol):
