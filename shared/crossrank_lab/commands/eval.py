@@ -23,21 +23,60 @@ from rerank_core.errors import ConfigError, ModelLoadError
 
 from . import add_threads_argument, set_torch_threads
 
-__all__ = ["HELP", "REQUIRES", "add_arguments", "run"]
+__all__ = [
+    "HELP",
+    "PRECISIONS",
+    "REQUIRES",
+    "WARN_DROP",
+    "add_arguments",
+    "quality_warnings",
+    "run",
+]
 
 HELP = "evaluate reranking quality on a BEIR-layout dataset"
 REQUIRES = (("ir_measures", "eval"), ("bm25s", "eval"))
+# the engine's precision choices (each backend takes its own subset: checked before loading)
+PRECISIONS = ("auto", "exact", "fp32", "int8", "bf16", "fp16")
+# a reranked nDCG@10 this far below the first stage's is called out (untrained/mismatched model)
+WARN_DROP = 0.05
 
 
 def _candidates(value: str) -> list[int]:
+    """One ``--candidates`` argument: ``20``, or comma-separated depths ``10,20,50``."""
+    parts = value.split(",")
+    if any(not p.strip() for p in parts):
+        msg = f"empty depth in {value!r}; give depths like 10,20,50 or 10 20 50"
+        raise argparse.ArgumentTypeError(msg)
     try:
-        ns = sorted({int(v) for v in value.split(",") if v.strip()})
+        ns = [int(p) for p in parts]
     except ValueError:
-        msg = f"expected depths like 10,20,50,100; got {value!r}"
+        msg = f"expected depths like 10,20,50 or 10 20 50; got {value!r}"
         raise argparse.ArgumentTypeError(msg) from None
-    if not ns or ns[0] < 1:
+    if min(ns) < 1:
         raise argparse.ArgumentTypeError(f"candidate depths must be >= 1; got {value!r}")
     return ns
+
+
+def _depths(values: list[list[int]]) -> list[int]:
+    """``--candidates 20 50`` and ``--candidates 20,50`` alike: the depths, sorted, unique."""
+    return sorted({n for group in values for n in group})
+
+
+def quality_warnings(result: dict[str, Any], drop: float = WARN_DROP) -> list[str]:
+    """One line per reranking depth whose nDCG@10 falls more than ``drop`` below the first
+    stage's: the sign of an untrained score head or a model that does not fit the data."""
+    first = result["first_stage"]["metrics"].get("ndcg@10")
+    if first is None:
+        return []
+    out = []
+    for r in result.get("rerank", []):
+        got = r["metrics"].get("ndcg@10")
+        if got is not None and got < first - drop:
+            out.append(
+                f"reranking the top {r['candidates']} gives nDCG@10 {got:.4f}, far below the "
+                f"first stage's {first:.4f}: an untrained or mismatched model?"
+            )
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,13 +89,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="minilm", help="backend preset (minilm, bge, cohere)")
     p.add_argument("--model", help="model id or local directory (default: the preset's)")
     p.add_argument("--device", help="cpu (default), auto, cuda:0, ...")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="model precision")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="the backend's precision option (default: its own, auto for local models); the "
+        "result records what ran",
+    )
     p.add_argument("--batch-size", type=positive_int, default=32, help="pairs per model call")
     p.add_argument(
         "--candidates",
         type=_candidates,
-        default=[10, 20, 50, 100],
-        help="comma-separated depths N to rerank (default: 10,20,50,100)",
+        nargs="+",
+        default=[[10, 20, 50, 100]],
+        metavar="N",
+        help="depths N to rerank: 10,20,50 or 10 20 50 (default: 10,20,50,100)",
     )
     p.add_argument(
         "--first-stage-only", action="store_true", help="evaluate the first stage, load no model"
@@ -102,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
     from ..quality.report import markdown_table, plot_knee
     from ..quality.sweep import evaluate_first_stage
 
+    args.candidates = _depths(args.candidates)
+    if not args.first_stage_only:
+        _check_backend(args)  # a bad --backend/--precision fails before any data is read
     dataset = load_beir(args.dataset, args.split, max_queries=args.max_queries)
     if args.rel_level == "auto":
         rel_level = dataset.default_rel_level()
@@ -143,27 +192,51 @@ def run(args: argparse.Namespace) -> int:
     if not args.first_stage_only:
         result.update(_rerank(args, dataset, first_run, rel_level))
     runs = [r.pop("run") for r in result["rerank"]]
+    result["warnings"] = quality_warnings(result)
     table = markdown_table(result)
     print(table)
+    written: list[str] = []
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        written.append(f"JSON {args.json}")
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table, encoding="utf-8")
+        written.append(f"markdown {args.markdown}")
     if args.plot:
         if not result["rerank"]:
             print("crossrank eval: --plot needs at least one reranking depth", file=sys.stderr)
         else:
             args.plot.parent.mkdir(parents=True, exist_ok=True)
             plot_knee(result, args.plot)
+            written.append(f"plot {args.plot}")
     if args.save_runs:
         args.save_runs.mkdir(parents=True, exist_ok=True)
         write_trec_run(first_run, args.save_runs / "first_stage.trec", "first")
         for r, rr in zip(result["rerank"], runs, strict=True):
             n = r["candidates"]
             write_trec_run(rr, args.save_runs / f"rerank_top{n}.trec", f"crossrank{n}")
+        written.append(f"TREC runs {args.save_runs}/")
+    for what in written:
+        print(f"crossrank eval: wrote {what}", file=sys.stderr)
+    for warning in result["warnings"]:
+        print(f"crossrank eval: WARNING: {warning}", file=sys.stderr)
     return 0
+
+
+def _check_backend(args: argparse.Namespace) -> None:
+    """The backend name and its options as the backend would check them (no model load)."""
+    from rerank_core.commands.rerank import check_backend_options
+
+    options: dict[str, Any] = {}
+    if args.model:
+        options["model"] = args.model
+    if args.device:
+        options["device"] = args.device
+    if args.precision:
+        options["precision"] = args.precision
+    check_backend_options(args.backend, options)
 
 
 def _rerank(
@@ -192,7 +265,14 @@ def _rerank(
             f"{exc} (for an offline quality check, train a model first: crossrank finetune --help)"
         ) from exc
     load_s = time.perf_counter() - t0
-    threads = reranker.describe().get("num_threads")
+    described = reranker.describe()
+    threads = described.get("num_threads")
+    ran = {k: described[k] for k in ("runtime", "precision") if described.get(k) is not None}
+    print(
+        f"model: {reranker.backend!r}; ran: "
+        + (", ".join(f"{k} {v}" for k, v in ran.items()) or "as the backend decides"),
+        file=sys.stderr,
+    )
     results = sweep(
         reranker,
         dataset,
@@ -207,7 +287,10 @@ def _rerank(
             "backend": args.backend,
             "model": args.model,
             "repr": repr(reranker.backend),
-            "precision": args.precision or "default",
+            "precision_requested": args.precision or "default",
+            # what actually ran (the backend's describe()): e.g. runtime onnx, precision int8
+            "runtime": ran.get("runtime"),
+            "precision": ran.get("precision", args.precision or "default"),
             "load_seconds": load_s,
             "window": {"max_windows": args.max_windows, "aggregate": args.aggregate},
             "batch_size": args.batch_size,

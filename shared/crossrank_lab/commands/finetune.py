@@ -97,7 +97,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", help="cpu (default), auto, cuda:0, ...")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--dry-run", action="store_true", help="build the data only")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build the training lists and show one; runs neither the teacher nor training",
+    )
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -134,6 +138,24 @@ def run(args: argparse.Namespace) -> int:
         f"{len(lists)} lists of {args.group_size} ({by_source})"
         f" built in {time.perf_counter() - t0:.0f}s"
     )
+    if args.dry_run:  # the lists only: the teacher (minutes on a CPU) is not run
+        sample = lists[0]
+        print(
+            json.dumps(
+                {
+                    "lists": len(lists),
+                    "by_source": dict(counts),
+                    "teacher": f"{mix} (not run: --dry-run)" if args.loss == "listnet" else None,
+                    "example": {
+                        "query": sample.query,
+                        "docs": [d[:80] for d in sample.docs],
+                        "grades": sample.grades,
+                    },
+                },
+                indent=2,
+            )
+        )
+        return 0
     teacher_model = None
     if args.loss == "listnet":
         t1 = time.perf_counter()
@@ -152,24 +174,6 @@ def run(args: argparse.Namespace) -> int:
             )
         score_lists(lists, mix, encode=encode)
         _log(f"teacher {mix} scored the lists in {time.perf_counter() - t1:.0f}s")
-    if args.dry_run:
-        sample = lists[0]
-        print(
-            json.dumps(
-                {
-                    "lists": len(lists),
-                    "by_source": dict(counts),
-                    "example": {
-                        "query": sample.query,
-                        "docs": [d[:80] for d in sample.docs],
-                        "grades": sample.grades,
-                        "targets": sample.targets,
-                    },
-                },
-                indent=2,
-            )
-        )
-        return 0
     from ..quality.trainer import TrainConfig, bf16_available, finetune
 
     config = TrainConfig(

@@ -79,12 +79,17 @@ def plot_knee(result: Mapping[str, Any], path: str | Path, *, metric: str = "ndc
     ax2.set_ylim(bottom=0)
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower right", fontsize=8)
+    # below the axes, never over a point
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper center",
+              bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)  # fmt: skip
     model = Path(str(result.get("model", {}).get("model") or "")).name or "model"
     where = str(result.get("device", "cpu"))
+    ran = result.get("model", {})
+    if ran.get("runtime") or ran.get("precision") not in (None, "default"):
+        where += ", " + " ".join(str(ran[k]) for k in ("runtime", "precision") if ran.get(k))
     if result.get("torch_threads"):
         where += f", {result['torch_threads']} thread(s)"
     ax.set_title(f"{result['dataset']}: {model}, {where}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(str(path))
+    fig.savefig(str(path), bbox_inches="tight")  # the figure grows to hold the legend
     plt.close(fig)

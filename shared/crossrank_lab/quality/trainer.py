@@ -24,7 +24,7 @@ from rerank_core.errors import ConfigError
 from .._support import require
 from .training import TrainList
 
-__all__ = ["TrainConfig", "bf16_available", "finetune"]
+__all__ = ["TrainConfig", "bf16_available", "finetune", "projected_seconds"]
 
 logger = logging.getLogger("crossrank.quality")
 
@@ -107,6 +107,14 @@ def _dataset(lists: Sequence[TrainList], loss: Loss) -> Any:
     )
 
 
+def projected_seconds(elapsed: float, steps: int, total_steps: int, budget_s: float) -> float:
+    """When a run with a time budget ends: at ``budget_s``, or sooner when its ``total_steps``
+    run out first at the pace so far (the progress bar's total, so its ETA is the truth)."""
+    if steps <= 0:
+        return budget_s
+    return min(budget_s, elapsed * total_steps / steps)
+
+
 def finetune(
     lists: Sequence[TrainList],
     *,
@@ -179,6 +187,43 @@ def finetune(
                 history.append({"step": state.global_step, "loss": float(logs["loss"])})
             return control
 
+    class _BudgetBar(TrainerCallback):
+        """Progress in seconds of the time budget (the default bar counts steps, and its ETA
+        is that of all the steps, however long --max-minutes allows)."""
+
+        def __init__(self, budget: float) -> None:
+            self.budget = budget
+            self.bar: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            import sys
+
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=self.budget,
+                desc="training (time budget)",
+                file=sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f}s "
+                "[{elapsed}<{remaining}{postfix}]",
+            )
+            return control
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            if self.bar is not None:
+                elapsed = time.perf_counter() - clock["start"]
+                total = projected_seconds(elapsed, state.global_step, total_steps, self.budget)
+                self.bar.total = total
+                self.bar.n = min(elapsed, total)
+                loss = f", loss {history[-1]['loss']:.4f}" if history else ""
+                self.bar.set_postfix_str(f"step {state.global_step}/{total_steps}{loss}")
+            return control
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            if self.bar is not None:
+                self.bar.close()
+            return control
+
     optimizers: tuple[Any, Any] = (None, None)
     if budget_s:
         # A time budget sets the schedule: warm up over the first ``warmup`` of the budget
@@ -224,6 +269,11 @@ def finetune(
             callbacks=[_Budget()],
             optimizers=optimizers,
         )
+        if budget_s and progress:
+            from transformers import ProgressCallback
+
+            trainer.remove_callback(ProgressCallback)
+            trainer.add_callback(_BudgetBar(budget_s))
         trainer.train()
         steps_done = int(trainer.state.global_step)
     seconds = time.perf_counter() - t0

