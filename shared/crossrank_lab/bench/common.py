@@ -10,6 +10,8 @@
 - :func:`bge_shaped_model`: a model with ``BAAI/bge-reranker-base``'s architecture, seeded
   random weights and a tokenizer trained on the given texts (speed only).
 - :func:`peak_rss_mb`, :func:`percentile`, :func:`machine_facts`, :func:`cache_dir`.
+- :func:`load_average`, :func:`usable_cores` and :func:`busy_machine`: is the machine
+  quiet enough for speed ratios to mean what they say (:data:`BUSY_WARNING`)?
 
 Nothing here loads torch at import time.
 """
@@ -23,7 +25,7 @@ import platform
 import resource
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -34,10 +36,13 @@ from rerank_core.errors import ConfigError
 from .._support import installed, require, shipped_minilm
 
 __all__ = [
+    "BUSY_WARNING",
     "Inputs",
     "Job",
     "bge_shaped_model",
+    "busy_machine",
     "cache_dir",
+    "load_average",
     "load_inputs",
     "load_trec_dl",
     "machine_facts",
@@ -45,6 +50,7 @@ __all__ = [
     "percentile",
     "seeded_cross_encoder",
     "shipped_minilm",
+    "usable_cores",
     "xlmr_tokenizer",
 ]
 
@@ -94,6 +100,34 @@ def percentile(values: Sequence[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+BUSY_WARNING = "busy machine: ratios flatter single-threaded runtimes"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def load_average() -> float:
+    """The 1-minute load average; NaN where the platform has none."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return math.nan
+
+
+def busy_machine(load1: float, cores: int) -> bool:
+    """More than half the cores already busy (1-minute load average > 0.5 × cores): other
+    jobs then slow multi-threaded runtimes (torch's OpenMP threads wait on each other)
+    far more than single-threaded ones, and speed ratios come out flattering."""
+    if cores < 1:
+        raise ValueError(f"cores must be >= 1, got {cores}")
+    return not math.isnan(load1) and load1 > 0.5 * cores
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -117,10 +151,7 @@ def machine_facts(describe: dict[str, Any] | None = None) -> dict[str, Any]:
             versions[mod] = str(__import__(mod).__version__) if installed(mod) else "absent"
         except Exception as exc:  # a broken install is reported, not fatal to a benchmark
             versions[mod] = f"broken ({type(exc).__name__})"
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     flags = (describe or {}).get("cpu_flags") or (describe or {}).get("cpu_features") or "n/a"
     if not isinstance(flags, str):
         flags = " ".join(sorted(flags))
@@ -142,6 +173,10 @@ class Inputs:
     jobs: list[Job]  # (query, passages) for throughput
     callers: list[Job]  # (query, passages) for the concurrency scenario
     filler: list[str]  # passages to build long documents from
+    # for judged inputs (TREC DL): each job's query id and its passages' document ids,
+    # and the qrels of those queries; empty for the bundled sample
+    judged: list[tuple[str, list[str]]] = field(default_factory=list)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _check_trec_folder(data: Path) -> None:
@@ -189,11 +224,14 @@ def load_inputs(
         (dataset.queries[q], [body(d) for d in run[q][:per_caller]]) for q in need_caller
     ]
     filler = [body(d) for q in qids for d in run[q] if d in dataset.corpus]
+    judged = [(q, run[q][:candidates]) for q in qids[:queries]]
     return Inputs(
         f"{data.name}, BM25 top-{candidates} of {len(jobs)} queries ({data})",
         jobs,
         caller_jobs,
         filler,
+        judged,
+        {q: dict(dataset.qrels[q]) for q, _ in judged if q in dataset.qrels},
     )
 
 

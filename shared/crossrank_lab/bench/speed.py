@@ -3,14 +3,24 @@
 Every configuration scores the same model on the same inputs in the same run:
 sentence-transformers ``CrossEncoder.predict`` with its defaults, LlamaIndex
 ``SentenceTransformerRerank``, LangChain ``CrossEncoderReranker`` (with
-``HuggingFaceCrossEncoder``), crossrank exact, crossrank default (cache off) and
-crossrank with a warm cache; then 16 concurrent callers (threads and asyncio
-tasks) against the same calls one after another, and long documents.
+``HuggingFaceCrossEncoder``), the ONNX peers fastembed ``TextCrossEncoder`` (fp32 export)
+and FlashRank ``Ranker`` (stock per-tensor int8 export; :mod:`.peers`), crossrank exact,
+crossrank default (cache off) and crossrank with a warm cache; then 16 concurrent callers
+(threads and asyncio tasks) against the same calls one after another, and long documents.
 
 Rounds are interleaved (each round runs every configuration, in a rotated order) so
 that a noisy, shared CPU slows all of them alike; ratios are taken within the run.
 Peak memory is measured per configuration in a fresh child process (its maximum
 resident set size), because a process's high-water mark only ever grows.
+
+Ranking fidelity, untimed, on the first ``--fidelity-queries`` queries (default: the
+timed ones): per row, Kendall's τ against fp32 ``CrossEncoder.predict`` logits (per
+query, over the candidate list, mean) and the top-10 overlap; with judged inputs
+(``--data`` TREC DL) nDCG@10 per row (:mod:`.agreement`).
+
+The 1-minute load average is recorded before and after, with the usable cores; above
+0.5 × cores at the start the run prints :data:`.common.BUSY_WARNING` and the result
+files say so.
 
 Every peer row is optional: a peer whose package is absent (or fails to import) is
 skipped with a one-line reason; ``CrossEncoder.predict`` (sentence-transformers, which
@@ -45,13 +55,18 @@ from rerank_core.errors import ConfigError, DependencyError
 
 from .._support import installed, require
 from ..commands.bench import SYSTEMS
+from .agreement import agreement, ndcg_at_10, ranking_from_scores
 from .common import (
+    BUSY_WARNING,
     Job,
+    busy_machine,
+    load_average,
     load_inputs,
     machine_facts,
     peak_rss_mb,
     percentile,
     seeded_cross_encoder,
+    usable_cores,
 )
 
 __all__ = ["SYSTEMS", "build", "peer_problem", "resolve_model", "run"]
@@ -61,6 +76,8 @@ LABELS = {
     "st-predict": "sentence-transformers CrossEncoder.predict (defaults)",
     "llamaindex": "LlamaIndex SentenceTransformerRerank",
     "langchain": "LangChain CrossEncoderReranker (HuggingFaceCrossEncoder)",
+    "fastembed": "fastembed TextCrossEncoder (ONNX fp32 export)",
+    "flashrank": "FlashRank Ranker (ONNX int8: stock quantize_dynamic, per-tensor)",
     "crossrank-exact": "crossrank precision='exact' (fp32), cache off",
     "crossrank-default": "crossrank default, cache off",
     "crossrank-warm": "crossrank default, warm cache (repeat of the same call)",
@@ -78,6 +95,16 @@ PEERS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("langchain_community", "langchain-community", "the dev group"),
         ("langchain_classic", "langchain-classic", "the dev group"),
         ("sentence_transformers", "sentence-transformers", "minilm"),
+    ),
+    "fastembed": (
+        ("fastembed", "fastembed", "the dev group"),
+        ("onnxruntime", "onnxruntime", "fast"),
+        ("onnx", "onnx", "fast"),
+    ),
+    "flashrank": (
+        ("flashrank", "flashrank", "the dev group"),
+        ("onnxruntime", "onnxruntime", "fast"),
+        ("onnx", "onnx", "fast"),
     ),
 }
 
@@ -105,8 +132,10 @@ def resolve_model(model: str | None) -> tuple[str, str]:
     )
 
 
-def build(name: str, model: str) -> RerankFn:
-    """A function (query, passages) -> ranking, for configuration ``name``."""
+def build(name: str, model: str, threads: int | None = None) -> RerankFn:
+    """A function (query, passages) -> ranking, for configuration ``name``. ``threads``
+    reaches the ONNX peers (their session's intra-op threads); torch and crossrank take
+    theirs from the process (:func:`_apply_threads`)."""
     if name == "st-predict":
         from sentence_transformers import CrossEncoder
 
@@ -119,7 +148,10 @@ def build(name: str, model: str) -> RerankFn:
         li = SentenceTransformerRerank(model=model, top_n=1000, device="cpu")
 
         def li_run(q: str, ts: list[str]) -> Any:
-            nodes = [NodeWithScore(node=TextNode(text=t), score=0.0) for t in ts]
+            nodes = [
+                NodeWithScore(node=TextNode(text=t, id_=str(i)), score=0.0)
+                for i, t in enumerate(ts)
+            ]
             return li.postprocess_nodes(nodes, query_str=q)
 
         return li_run
@@ -139,9 +171,16 @@ def build(name: str, model: str) -> RerankFn:
         )
 
         def lc_run(q: str, ts: list[str]) -> Any:
-            return lc.compress_documents([Document(page_content=t) for t in ts], q)
+            docs = [Document(page_content=t, metadata={"i": i}) for i, t in enumerate(ts)]
+            return lc.compress_documents(docs, q)
 
         return lc_run
+    if name in ("fastembed", "flashrank"):
+        from .peers import export_peer_models, fastembed_scorer, flashrank_scorer
+
+        peers = export_peer_models(model)
+        make = fastembed_scorer if name == "fastembed" else flashrank_scorer
+        return make(peers, threads)
     if name == "crossrank-exact":
         return Reranker("minilm", model=model, precision="exact", cache=None).rerank
     if name == "crossrank-default":
@@ -149,6 +188,17 @@ def build(name: str, model: str) -> RerankFn:
     if name == "crossrank-warm":
         return Reranker("minilm", model=model).rerank
     raise ConfigError(f"unknown configuration {name!r}; known: {', '.join(SYSTEMS)}")
+
+
+def ranking_of(name: str, result: Any) -> list[int]:
+    """The candidate indices, best first, in what configuration ``name`` returned."""
+    if name in ("st-predict", "fastembed", "flashrank"):  # scores in the passages' order
+        return ranking_from_scores([float(x) for x in result])
+    if name == "llamaindex":
+        return [int(n.node.node_id) for n in result]
+    if name == "langchain":
+        return [int(d.metadata["i"]) for d in result]
+    return [int(r.index) for r in result]  # crossrank RerankResults
 
 
 # ---------------------------------------------------------------------- measuring
@@ -164,6 +214,9 @@ class Row:
     ratio: float = math.nan
     peak_rss_mb: float = math.nan
     max_abs_diff: float = math.nan
+    tau: float = math.nan  # mean per-query Kendall τ vs predict's fp32 logits
+    top10_overlap: float = math.nan  # mean share of predict's top 10 in this top 10
+    ndcg10: float = math.nan  # with judged inputs only
     round_pairs_per_s: list[float] = field(default_factory=list)
 
 
@@ -519,28 +572,75 @@ def time_long_documents(
     return out
 
 
-def fidelity(fns: dict[str, RerankFn], model: str, jobs: list[Job]) -> dict[str, float]:
-    """max |score - CrossEncoder.predict logit| per crossrank configuration (untimed)."""
+def reference_logits(model: str, jobs: list[Job]) -> list[list[float]]:
+    """fp32 ``CrossEncoder.predict`` logits (no activation) of every job: the reference
+    of every fidelity figure."""
     import numpy as np
     import torch
     from sentence_transformers import CrossEncoder
 
     ce = CrossEncoder(model, device="cpu")
     ident = torch.nn.Identity()
-    refs = [
-        np.asarray(ce.predict([(q, t) for t in ts], activation_fn=ident, show_progress_bar=False))
+    return [
+        np.asarray(
+            ce.predict([(q, t) for t in ts], activation_fn=ident, show_progress_bar=False),
+            dtype=np.float64,
+        ).tolist()
         for q, ts in jobs
     ]
+
+
+def fidelity(
+    fns: dict[str, RerankFn], refs: list[list[float]], jobs: list[Job]
+) -> dict[str, float]:
+    """max |score - CrossEncoder.predict logit| (untimed) per configuration that returns
+    logits: crossrank's (through ``score``) and fastembed's."""
+    import numpy as np
+
     out: dict[str, float] = {}
     for name, fn in fns.items():
         owner = getattr(fn, "__self__", None)
-        if owner is None or not hasattr(owner, "score"):
+        if owner is not None and hasattr(owner, "score"):
+            logits = owner.score
+        elif name == "fastembed":
+            logits = fn
+        else:
             continue
         worst = 0.0
         for (q, ts), ref in zip(jobs, refs, strict=True):
-            got = np.asarray(owner.score(q, ts))
-            worst = max(worst, float(np.max(np.abs(got - ref))))
+            got = np.asarray(logits(q, ts), dtype=np.float64)
+            worst = max(worst, float(np.max(np.abs(got - np.asarray(ref)))))
         out[name] = worst
+    return out
+
+
+@dataclass(slots=True)
+class RankFidelity:
+    tau: float
+    top10_overlap: float
+    ndcg10: float
+
+
+def rank_fidelity(
+    fns: dict[str, RerankFn],
+    refs: list[list[float]],
+    jobs: list[Job],
+    judged: list[tuple[str, list[str]]],
+    qrels: dict[str, dict[str, int]],
+) -> dict[str, RankFidelity]:
+    """Per configuration (untimed): mean Kendall τ and top-10 overlap against the
+    reference logits ``refs``; nDCG@10 where ``judged`` names every job's documents."""
+    out: dict[str, RankFidelity] = {}
+    for name, fn in fns.items():
+        rankings = [ranking_of(name, fn(q, ts)) for q, ts in jobs]
+        agree = agreement(refs, rankings)
+        ndcg = (
+            ndcg_at_10(qrels, judged, rankings) if qrels and len(judged) == len(jobs) else math.nan
+        )
+        out[name] = RankFidelity(agree.tau, agree.top10_overlap, ndcg)
+    ref_rankings = [ranking_from_scores(r) for r in refs]
+    if qrels and len(judged) == len(jobs):
+        out["reference"] = RankFidelity(1.0, 1.0, ndcg_at_10(qrels, judged, ref_rankings))
     return out
 
 
@@ -568,7 +668,7 @@ def memory_probe(args: argparse.Namespace) -> int:
         doc = make_document(rr.backend.tokenizer, inputs.filler, n)
         rr.rerank(inputs.jobs[0][0], [doc])
     else:
-        fn = build(name, model)
+        fn = build(name, model, args.threads)
         for q, ts in inputs.jobs:
             fn(q, ts)
             if name == "crossrank-warm":
@@ -609,12 +709,21 @@ def _fmt(x: float, digits: int = 1) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
-    lines = [
-        "# crossrank speed benchmark",
-        "",
+    lines = ["# crossrank speed benchmark", ""]
+    if report.get("busy"):
+        lines += [
+            f"> **WARNING: {BUSY_WARNING}.** The 1-minute load average was "
+            f"{report['load1_before']:.2f} at the start, above 0.5 × {report['cores']} cores: "
+            "other jobs slow torch's threads more than single-threaded ONNX Runtime "
+            "workers, so the ratios below come out higher than on a quiet machine.",
+            "",
+        ]
+    lines += [
         f"- machine: {m['cpu']}, {m['cores']} cores usable ({m['flags']})",
-        f"- date: {m['date']}; load average before/after: {report['load_before']} / "
-        f"{report['load_after']}",
+        f"- date: {m['date']}; load average (1, 5, 15 min) before/after: "
+        f"{report['load_before']} / {report['load_after']} "
+        f"({'busy' if report.get('busy') else 'quiet'}: busy means a 1-minute load above "
+        f"0.5 × {report.get('cores', m['cores'])} cores at the start)",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         f"- model: {report['model']}",
         f"- inputs: {report['inputs']}; mean {report['mean_tokens']:.0f} tokens per "
@@ -627,20 +736,30 @@ def render_markdown(report: dict[str, Any]) -> str:
             else "each library's default (torch: one per core; crossrank: the usable cores)"
         ),
         f"- command: `{report['command']}`",
+        f"- fidelity (untimed): against fp32 `CrossEncoder.predict` logits on the first "
+        f"{report.get('fidelity_queries', '?')} queries: Kendall τ-b per query over the "
+        "candidate list (mean), share of predict's top 10 in the row's top 10 (mean)"
+        + (
+            f", nDCG@10 (fp32 predict: {report['reference_ndcg10']:.4f})"
+            if report.get("reference_ndcg10") is not None
+            else "; no judged inputs, no nDCG@10"
+        ),
         "",
         "| configuration | pairs/s | p50 ms/query | p95 ms/query | × predict | peak RSS MB "
-        "| max abs Δ logit vs predict |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| max abs Δ logit vs predict | τ vs fp32 | top-10 overlap | nDCG@10 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rows"]:
         diff = r["max_abs_diff"]
         lines.append(
             f"| {r['label']} | {_fmt(r['pairs_per_s'])} | {_fmt(r['p50_ms'])} | "
             f"{_fmt(r['p95_ms'])} | {_fmt(r['ratio'], 2)}× | {_fmt(r['peak_rss_mb'], 0)} | "
-            f"{'—' if math.isnan(diff) else f'{diff:.1e}'} |"
+            f"{'—' if math.isnan(diff) else f'{diff:.1e}'} | {_fmt(r.get('tau', math.nan), 3)} "
+            f"| {_fmt(r.get('top10_overlap', math.nan), 3)} "
+            f"| {_fmt(r.get('ndcg10', math.nan), 4)} |"
         )
     for name, why in (report.get("skipped") or {}).items():
-        lines.append(f"| {LABELS.get(name, name)}: skipped, {why} ||||||")
+        lines.append(f"| {LABELS.get(name, name)}: skipped, {why} |||||||||")
     lines.append("")
     w = report.get("warm")
     if w:
@@ -800,9 +919,27 @@ def run(args: argparse.Namespace) -> int:
     if any(n < 1 for n in sizes):
         raise ConfigError(f"--long-tokens: sizes must be >= 1; got {args.long_tokens!r}")
     load_before = _load()
+    cores = usable_cores()
+    load1_before = load_average()
+    busy = busy_machine(load1_before, cores)
+    if busy:
+        print(
+            f"WARNING: {BUSY_WARNING} (1-minute load average {load1_before:.2f} > 0.5 × "
+            f"{cores} cores)",
+            file=sys.stderr,
+            flush=True,
+        )
+    fidelity_queries = getattr(args, "fidelity_queries", None) or args.queries
     inputs = load_inputs(  # bad --data is reported before anything heavy is imported
-        args.data, args.queries, args.candidates, args.callers, args.caller_passages
+        args.data,
+        max(args.queries, fidelity_queries),
+        args.candidates,
+        args.callers,
+        args.caller_passages,
     )
+    fid_jobs = inputs.jobs[:fidelity_queries]
+    fid_judged = inputs.judged[:fidelity_queries]
+    inputs.jobs = inputs.jobs[: args.queries]
     model, model_desc = resolve_model(args.model)
     _apply_threads(args.threads)
     skipped: dict[str, str] = {}
@@ -815,7 +952,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped {n}: {problem}", file=sys.stderr, flush=True)
     names = [n for n in names if n not in skipped]
     print(f"model: {model_desc}\ninputs: {inputs.source}", flush=True)
-    fns = {n: build(n, model) for n in names}
+    fns = {n: build(n, model, args.threads) for n in names}
     plan_owner = getattr(fns.get("crossrank-default"), "__self__", None)
     planner = plan_owner if isinstance(plan_owner, Reranker) else Reranker("minilm", model=model)
     facts = planner.describe()
@@ -829,7 +966,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"timing {len(fns)} configurations, {args.rounds} rounds ...", flush=True)
     round_times, latencies = time_systems(fns, inputs.jobs, args.rounds)
     pairs = sum(len(ts) for _, ts in inputs.jobs)
-    diffs = fidelity(fns, model, inputs.jobs[:1])
+    print(f"ranking fidelity on {len(fid_jobs)} queries (untimed) ...", flush=True)
+    refs = reference_logits(model, fid_jobs)
+    diffs = fidelity(fns, refs[:1], fid_jobs[:1])
+    ranks = rank_fidelity(fns, refs, fid_jobs, fid_judged, inputs.qrels)
     rows: list[Row] = []
     for n in names:
         per_round = [pairs / t for t in round_times[n]]
@@ -841,6 +981,9 @@ def run(args: argparse.Namespace) -> int:
                 p50_ms=percentile(latencies[n], 0.5) * 1e3,
                 p95_ms=percentile(latencies[n], 0.95) * 1e3,
                 max_abs_diff=diffs.get(n, math.nan),
+                tau=ranks[n].tau,
+                top10_overlap=ranks[n].top10_overlap,
+                ndcg10=ranks[n].ndcg10,
                 round_pairs_per_s=per_round,
             )
         )
@@ -861,6 +1004,12 @@ def run(args: argparse.Namespace) -> int:
         if sys.argv[1:2] == ["bench"]
         else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "load_before": load_before,
+        "load1_before": load1_before,
+        "cores": cores,
+        "busy": busy,
+        "warning": BUSY_WARNING if busy else None,
+        "fidelity_queries": len(fid_jobs),
+        "reference_ndcg10": ranks["reference"].ndcg10 if "reference" in ranks else None,
         "threads": args.threads,
     }
     if "crossrank-warm" in names or "crossrank-default" in names:
@@ -897,6 +1046,7 @@ def run(args: argparse.Namespace) -> int:
             )
         ]
     report["load_after"] = _load()
+    report["load1_after"] = load_average()
     memory: dict[str, float] = {}
     if not args.no_memory:
         print("peak memory (one child process per configuration) ...", flush=True)

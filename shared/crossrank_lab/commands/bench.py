@@ -21,6 +21,8 @@ SYSTEMS = (
     "st-predict",
     "llamaindex",
     "langchain",
+    "fastembed",
+    "flashrank",
     "crossrank-exact",
     "crossrank-default",
     "crossrank-warm",
@@ -47,6 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--queries", type=positive_int, default=3, help="queries (default 3)")
     p.add_argument("--candidates", type=positive_int, default=100, help="passages per query (100)")
+    p.add_argument(
+        "--fidelity-queries",
+        type=positive_int,
+        default=None,
+        help="queries for the untimed ranking fidelity (τ and top-10 overlap vs fp32 "
+        "CrossEncoder.predict; nDCG@10 with --data): the first N (default: --queries)",
+    )
     p.add_argument(
         "--rounds",
         type=positive_int,
