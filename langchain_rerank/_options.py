@@ -6,7 +6,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, PrivateAttr, ValidationError
 from rerank_core import Reranker
-from rerank_core.adapter_support import DEFAULT_BACKEND, Cut, configure, invalid_fields
+from rerank_core.adapter_support import (
+    DEFAULT_BACKEND,
+    Cut,
+    Evidence,
+    ReturnText,
+    configure,
+    cut_of,
+    evidence_of,
+    invalid_fields,
+)
 
 __all__ = ["RerankOptions"]
 
@@ -17,6 +26,12 @@ class RerankOptions(BaseModel):
     Any keyword that is not a field (``batch_size``, ``window``, ``cache``,
     ``normalize``, ``api_key``, ...) goes to the engine and its backend and is not
     kept on the object, so it never shows in ``repr`` or serialization.
+
+    Score scales: ``backend="minilm"`` and ``"bge"`` return raw logits (unbounded),
+    ``"cohere"`` returns 0–1 relevance, ``normalize="sigmoid"`` maps logits to 0–1. A
+    ``min_score`` or ``confidence_threshold`` copied from a 0–1 scorer needs
+    ``cutoff_scale="probability"`` on a logit backend (converted exactly; a warning says so
+    when a 0–1 cutoff meets logits without it).
     """
 
     top_n: int | None = None
@@ -31,6 +46,17 @@ class RerankOptions(BaseModel):
     """cpu (default), auto, cuda:0, ..."""
     on_error: Literal["raise", "passthrough"] = "raise"
     """passthrough: on a backend failure keep the input order, ``relevance_score`` None."""
+    confidence_threshold: float | None = None
+    """Flag the result set low-confidence (``metadata["rerank_low_confidence"]``) when its
+    best score is below this; the rank-1 score is in the ``crossrank_rerank`` event."""
+    cutoff_scale: Literal["logit", "probability"] | None = None
+    """Scale ``min_score``/``confidence_threshold`` are written on (None: the scores')."""
+    deadline_ms: float | None = None
+    """Stop scoring after this many ms; unscored documents follow, ``relevance_score`` None."""
+    return_text: ReturnText = "document"
+    """``"window"``: a copy's ``page_content`` is only its best-scoring window."""
+    window_context_chars: int = 0
+    """With ``return_text="window"``: characters of context on each side of the window."""
 
     _reranker: Reranker = PrivateAttr()
 
@@ -41,12 +67,22 @@ class RerankOptions(BaseModel):
         except ValidationError as exc:
             raise invalid_fields(type(self).__name__, exc.errors()) from exc
         self._reranker = config.engine()  # loads the model: only after the fields passed
+        cut_of(config.fields).check(self._reranker)
 
     @property
     def reranker(self) -> Reranker:
         """The engine (shared when one was passed in)."""
         return self._reranker
 
-    def _cut(self, top_n: int | None = None, min_score: float | None = None) -> Cut:
+    def _cut(
+        self,
+        top_n: int | None = None,
+        min_score: float | None = None,
+        confidence_threshold: float | None = None,
+        deadline_ms: float | None = None,
+    ) -> Cut:
         """The fields' cut with per-call values where given (checked: ``ConfigError``)."""
-        return Cut(self.top_n, self.min_score).override(top_n, min_score)
+        return cut_of(self.__dict__).override(top_n, min_score, confidence_threshold, deadline_ms)
+
+    def _evidence(self) -> Evidence:
+        return evidence_of(self.__dict__)

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict
+from rerank_core.adapter_support import RerankEventData
 
 from ._documents import scored_copies, texts_of_documents
+from ._events import aemit, emit
 from ._options import RerankOptions
 
 __all__ = ["RerankCompressor"]
@@ -20,7 +22,8 @@ class RerankCompressor(RerankOptions, BaseDocumentCompressor):
     Returns copies, best first, with ``metadata["relevance_score"]``; ``Document.id``
     is kept and the input documents are never changed. Takes backend options
     (``backend=``, ``model=``, ``device=``, ``batch_size=``, ``cache=``, ...) or a
-    ready ``reranker=Reranker(...)``.
+    ready ``reranker=Reranker(...)``. Emits the ``crossrank_rerank`` custom callback
+    event with the rank-1 score and the confidence flag.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -31,8 +34,11 @@ class RerankCompressor(RerankOptions, BaseDocumentCompressor):
         query: str,
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
-        ranked = self._cut().rerank(self._reranker, query, texts_of_documents(documents))
-        return scored_copies(documents, ranked)
+        cut = self._cut()
+        ranked = cut.rerank(self._reranker, query, texts_of_documents(documents))
+        data = RerankEventData.of(self._reranker, query, cut, len(documents), model=self.model)
+        emit(callbacks, data.outcome(ranked))
+        return scored_copies(documents, ranked, self._evidence())
 
     async def acompress_documents(
         self,
@@ -41,5 +47,8 @@ class RerankCompressor(RerankOptions, BaseDocumentCompressor):
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         texts = texts_of_documents(documents)
-        ranked = await self._cut().arerank(self._reranker, query, texts)
-        return scored_copies(documents, ranked)
+        cut = self._cut()
+        ranked = await cut.arerank(self._reranker, query, texts)
+        data = RerankEventData.of(self._reranker, query, cut, len(documents), model=self.model)
+        await aemit(callbacks, data.outcome(ranked))
+        return scored_copies(documents, ranked, self._evidence())

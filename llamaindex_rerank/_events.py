@@ -1,5 +1,11 @@
 """LlamaIndex's rerank events around one call: ``ReRankStartEvent``/``ReRankEndEvent`` on the
-instrumentation dispatcher and a ``CBEventType.RERANKING`` callback event."""
+instrumentation dispatcher and a ``CBEventType.RERANKING`` callback event.
+
+The end events also carry the call's facts (the rank-1 ``top_score``, ``low_confidence``,
+``confidence_threshold``, ``score_scale``, ``unscored``, ``deadline_passed``) under the
+``"crossrank"`` key: in the dispatcher's ``ReRankEndEvent.tags`` and in the callback's end
+payload.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,14 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from rerank_core.adapter_support import RerankEventData
 
-__all__ = ["rerank_events"]
+__all__ = ["PAYLOAD_KEY", "rerank_events"]
 
 dispatcher = get_dispatcher(__name__)
+
+#: The key of the call's facts in the end event's tags and the callback's end payload.
+PAYLOAD_KEY = "crossrank"
+
+End = Callable[[list[NodeWithScore], dict[str, Any]], list[NodeWithScore]]
 
 
 @contextmanager
@@ -24,9 +35,9 @@ def rerank_events(
     nodes: list[NodeWithScore],
     query_bundle: QueryBundle | None,
     data: RerankEventData,
-) -> Iterator[Callable[[list[NodeWithScore]], list[NodeWithScore]]]:
-    """Emits the start events; yields ``end(out)``, which emits the end events and returns
-    ``out``."""
+) -> Iterator[End]:
+    """Emits the start events; yields ``end(out, facts)``, which emits the end events and
+    returns ``out``."""
     dispatcher.event(
         ReRankStartEvent(
             query=query_bundle, nodes=nodes, top_n=data.top_n, model_name=data.model_name
@@ -40,9 +51,9 @@ def rerank_events(
     }
     with callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
 
-        def end(out: list[NodeWithScore]) -> list[NodeWithScore]:
-            event.on_end(payload={EventPayload.NODES: out})
-            dispatcher.event(ReRankEndEvent(nodes=out))
+        def end(out: list[NodeWithScore], facts: dict[str, Any]) -> list[NodeWithScore]:
+            event.on_end(payload={EventPayload.NODES: out, PAYLOAD_KEY: facts})
+            dispatcher.event(ReRankEndEvent(nodes=out, tags={PAYLOAD_KEY: facts}))
             return out
 
         yield end

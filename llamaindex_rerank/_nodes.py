@@ -6,14 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-from rerank_core import EmptyQueryError, RankedText
+from rerank_core import EmptyQueryError
 from rerank_core.adapter_support import (
+    EVIDENCE_KEYS,
+    Evidence,
     check_query,
+    evidence_entries,
     one_of,
-    scored_items,
+    ranked_items,
     texts_of,
     with_entries,
 )
+from rerank_core.types import Ranking
 
 __all__ = ["RETRIEVAL_SCORE", "metadata_mode_of", "query_of", "scored_copies", "texts_of_nodes"]
 
@@ -45,24 +49,42 @@ def texts_of_nodes(nodes: Sequence[NodeWithScore], mode: MetadataMode) -> list[s
 
 
 def scored_copies(
-    nodes: Sequence[NodeWithScore], ranked: Sequence[RankedText], *, keep_retrieval_score: bool
+    nodes: Sequence[NodeWithScore],
+    ranked: Ranking,
+    *,
+    keep_retrieval_score: bool,
+    evidence: Evidence,
 ) -> list[NodeWithScore]:
     """New ``NodeWithScore`` objects over copies of the ranked nodes, best first (score
-    ``None`` when unscored). With ``keep_retrieval_score`` the copy's metadata keeps the
-    retrieval score, hidden from the text that embeddings, rerankers and LLMs read."""
+    ``None`` when unscored). Each copy's metadata gets the best window's char span in the
+    node's content and the window count (and the set's ``rerank_low_confidence`` when a
+    threshold is set), with ``keep_retrieval_score`` the retrieval score too: all hidden
+    from the text that embeddings, rerankers and LLMs read. ``evidence.return_text ==
+    "window"`` makes a text node's copy carry only its best window (plus context);
+    ``start_char_idx``/``end_char_idx`` follow."""
     out = []
-    for item, score in scored_items(nodes, ranked):
+    for item, r, score in ranked_items(nodes, ranked):
         src = item.node
-        update: dict[str, Any] = {"metadata": dict(src.metadata)}
+        content = src.get_content(metadata_mode=MetadataMode.NONE)
+        span = evidence.of(r, content)
+        entries = evidence_entries(span, ranked)
         if keep_retrieval_score:
-            update = {
-                "metadata": with_entries(src.metadata, **{RETRIEVAL_SCORE: item.score}),
-                "excluded_embed_metadata_keys": _hidden(src.excluded_embed_metadata_keys),
-                "excluded_llm_metadata_keys": _hidden(src.excluded_llm_metadata_keys),
-            }
+            entries[RETRIEVAL_SCORE] = item.score
+        update: dict[str, Any] = {
+            "metadata": with_entries(src.metadata, **entries),
+            "excluded_embed_metadata_keys": _hidden(src.excluded_embed_metadata_keys),
+            "excluded_llm_metadata_keys": _hidden(src.excluded_llm_metadata_keys),
+        }
+        if span.text is not None and "text" in type(src).model_fields:
+            update["text"] = span.text
+            offset = getattr(src, "start_char_idx", None)
+            if offset is not None and content == getattr(src, "text", None):
+                update["start_char_idx"] = offset + span.text_start
+                update["end_char_idx"] = offset + span.text_start + len(span.text)
         out.append(NodeWithScore(node=src.model_copy(update=update), score=score))
     return out
 
 
 def _hidden(keys: list[str]) -> list[str]:
-    return [*keys] if RETRIEVAL_SCORE in keys else [*keys, RETRIEVAL_SCORE]
+    extra = [k for k in (RETRIEVAL_SCORE, *EVIDENCE_KEYS) if k not in keys]
+    return [*keys, *extra]

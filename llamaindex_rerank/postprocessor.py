@@ -1,32 +1,38 @@
 """``RerankPostprocessor``: crossrank as a LlamaIndex node postprocessor.
 
 It only converts types (nodes → texts → new nodes), forwards ``top_n``/``min_score``
-and emits LlamaIndex's events; windows, batching, caching and sorting are the
-engine's, option handling is ``rerank_core.adapter_support``'s.
+and the production controls, and emits LlamaIndex's events; windows, batching, caching,
+sorting, confidence and deadlines are the engine's, option handling is
+``rerank_core.adapter_support``'s.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationError
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-from rerank_core import RankedText, Reranker
+from rerank_core import Reranker
 from rerank_core.adapter_support import (
     COMMON_FIELDS,
     DEFAULT_BACKEND,
     Cut,
     RerankEventData,
+    ReturnText,
     configure,
+    cut_of,
+    evidence_of,
     invalid_fields,
 )
+from rerank_core.scales import CutoffScale
+from rerank_core.types import Ranking
 
-from ._events import rerank_events
+from ._events import End, rerank_events
 from ._nodes import metadata_mode_of, query_of, scored_copies, texts_of_nodes
 
 __all__ = ["RerankPostprocessor"]
@@ -42,7 +48,24 @@ class RerankPostprocessor(BaseNodePostprocessor):
     serialized; backend options (and so any ``api_key``) stay private.
 
     Returns new ``NodeWithScore`` objects over copies of the nodes: the caller's
-    nodes, scores and metadata are never changed.
+    nodes, scores and metadata are never changed. Each copy's metadata gets the best
+    window's char span in the node's content (``rerank_window_start``/``_end``) and the
+    window count (``rerank_window_count``), hidden from embedding and LLM text like
+    ``retrieval_score``.
+
+    Production controls: ``confidence_threshold`` flags a weak result set
+    (``rerank_low_confidence`` in every copy's metadata; the rank-1 score is in the end
+    events: ``ReRankEndEvent.tags["crossrank"]["top_score"]``, and the callback's end
+    payload ``"crossrank"``).
+    ``deadline_ms``: stop scoring then; unscored nodes follow in retrieval order with score
+    ``None``. ``return_text="window"``: a copy carries only its best window (plus
+    ``window_context_chars`` on each side).
+
+    Score scales: ``backend="minilm"`` and ``"bge"`` return raw logits (unbounded; a 0–1
+    cutoff from LlamaIndex's ``SentenceTransformerRerank``, which applies a sigmoid, means
+    something else here), ``"cohere"`` returns 0–1 relevance; ``normalize="sigmoid"`` maps
+    logits to 0–1. ``cutoff_scale="probability"`` (or ``"logit"``) says which scale
+    ``min_score`` and ``confidence_threshold`` are written on; they are converted exactly.
     """
 
     top_n: int | None = Field(
@@ -67,6 +90,26 @@ class RerankPostprocessor(BaseNodePostprocessor):
         default="raise",
         description="passthrough: on a backend failure keep the input order, score None.",
     )
+    confidence_threshold: float | None = Field(
+        default=None,
+        description="Flag the result set low-confidence when its best score is below this.",
+    )
+    cutoff_scale: Literal["logit", "probability"] | None = Field(
+        default=None,
+        description="Scale min_score and confidence_threshold are written on (None: the "
+        "scale of the scores: logits for minilm/bge, 0-1 for cohere or normalize='sigmoid').",
+    )
+    deadline_ms: float | None = Field(
+        default=None,
+        description="Stop scoring after this many ms; unscored nodes follow, score None.",
+    )
+    return_text: ReturnText = Field(
+        default="document",
+        description="'window': a copy carries only its best-scoring window of text.",
+    )
+    window_context_chars: int = Field(
+        default=0, description="With return_text='window': characters of context each side."
+    )
     _reranker: Reranker = PrivateAttr()
 
     def __init__(
@@ -80,6 +123,11 @@ class RerankPostprocessor(BaseNodePostprocessor):
         keep_retrieval_score: bool = False,
         metadata_mode: MetadataMode | str = MetadataMode.EMBED,
         on_error: Literal["raise", "passthrough"] | None = None,
+        confidence_threshold: float | None = None,
+        cutoff_scale: CutoffScale = None,
+        deadline_ms: float | None = None,
+        return_text: ReturnText = "document",
+        window_context_chars: int = 0,
         reranker: Reranker | None = None,
         callback_manager: CallbackManager | None = None,
         **options: Any,
@@ -92,6 +140,11 @@ class RerankPostprocessor(BaseNodePostprocessor):
             model=model,
             device=device,
             on_error=on_error,
+            confidence_threshold=confidence_threshold,
+            cutoff_scale=cutoff_scale,
+            deadline_ms=deadline_ms,
+            return_text=return_text,
+            window_context_chars=window_context_chars,
             **options,
         )
         config = configure(COMMON_FIELDS, values, reranker)
@@ -103,6 +156,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
         except ValidationError as exc:
             raise invalid_fields(type(self).__name__, exc.errors()) from exc
         self._reranker = config.engine()  # loads the model: only after the fields passed
+        cut_of(config.fields).check(self._reranker)
 
     @classmethod
     def class_name(cls) -> str:
@@ -119,8 +173,9 @@ class RerankPostprocessor(BaseNodePostprocessor):
         query, texts, cut = self._inputs(nodes, query_bundle)
         if not texts:
             return []
-        with self._events(nodes, query_bundle, query, cut) as end:
-            return end(self._copies(nodes, cut.rerank(self._reranker, query, texts)))
+        with self._events(nodes, query_bundle, query, cut) as (end, data):
+            ranked = cut.rerank(self._reranker, query, texts)
+            return end(self._copies(nodes, ranked), data.outcome(ranked))
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
@@ -128,20 +183,28 @@ class RerankPostprocessor(BaseNodePostprocessor):
         query, texts, cut = self._inputs(nodes, query_bundle)
         if not texts:
             return []
-        with self._events(nodes, query_bundle, query, cut) as end:
-            return end(self._copies(nodes, await cut.arerank(self._reranker, query, texts)))
+        with self._events(nodes, query_bundle, query, cut) as (end, data):
+            ranked = await cut.arerank(self._reranker, query, texts)
+            return end(self._copies(nodes, ranked), data.outcome(ranked))
 
     def _inputs(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
     ) -> tuple[str, list[str], Cut]:
         query = query_of(query_bundle)
-        return query, texts_of_nodes(nodes, self.metadata_mode), Cut(self.top_n, self.min_score)
+        return query, texts_of_nodes(nodes, self.metadata_mode), cut_of(self.__dict__)
 
+    @contextmanager
     def _events(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None, query: str, cut: Cut
-    ) -> AbstractContextManager[Callable[[list[NodeWithScore]], list[NodeWithScore]]]:
+    ) -> Iterator[tuple[End, RerankEventData]]:
         data = RerankEventData.of(self._reranker, query, cut, len(nodes), model=self.model)
-        return rerank_events(self.callback_manager, nodes, query_bundle, data)
+        with rerank_events(self.callback_manager, nodes, query_bundle, data) as end:
+            yield end, data
 
-    def _copies(self, nodes: list[NodeWithScore], ranked: list[RankedText]) -> list[NodeWithScore]:
-        return scored_copies(nodes, ranked, keep_retrieval_score=self.keep_retrieval_score)
+    def _copies(self, nodes: list[NodeWithScore], ranked: Ranking) -> list[NodeWithScore]:
+        return scored_copies(
+            nodes,
+            ranked,
+            keep_retrieval_score=self.keep_retrieval_score,
+            evidence=evidence_of(self.__dict__),
+        )

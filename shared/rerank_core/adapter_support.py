@@ -12,14 +12,23 @@ framework's objects. The rest is here, so every adapter behaves the same:
   the engine, or adopts a ready ``Reranker``. :func:`one_of` checks a framework option
   against its choices the way the core does; :func:`invalid_fields` turns the framework's
   field validation errors into one ``ConfigError``.
-* :class:`Cut` is ``top_n``/``min_score``: checked at construction, overridable per call,
-  forwarded to ``rerank``/``arerank`` (the engine cuts; adapters never sort).
+* :class:`Cut` is ``top_n``/``min_score`` and the production controls (``confidence_threshold``,
+  ``cutoff_scale``, ``deadline_ms``): checked at construction, overridable per call,
+  forwarded to ``rerank``/``arerank`` (the engine cuts, flags and stops; adapters never sort).
+* :class:`Evidence` is ``return_text``/``window_context_chars``: what text a copy carries
+  (the whole text, or the best window with some context) and the :func:`evidence_entries`
+  every copy's metadata gets (best window's char span, window count, confidence flag).
 * :func:`check_query`, :func:`texts_of` turn framework input into engine input with typed
   errors naming the bad index; :func:`scored_items` pairs each result with its input item and
   the score to write into the copy (``None`` when unscored); :func:`with_entries` is a new
   metadata dict, never the caller's.
 * :class:`RerankEventData` is what an adapter's rerank events carry (query, model name,
-  effective ``top_n``).
+  effective ``top_n``); :meth:`RerankEventData.outcome` adds the call's facts (rank-1 score,
+  ``low_confidence``, threshold, scale, unscored texts, ``deadline_passed``).
+
+Score scales: the local cross-encoders (``minilm``, ``bge``) return raw logits, Cohere
+returns 0–1 relevance; ``normalize="sigmoid"`` maps logits to 0–1. A cutoff is read on the
+results' scale unless ``cutoff_scale`` names the scale it was written on.
 """
 
 from __future__ import annotations
@@ -28,24 +37,40 @@ import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ._validate import number, one_of, positive_int
+from .deadline import check_deadline_ms
 from .deps import require
 from .engine import Reranker
 from .errors import ConfigError, EmptyQueryError, InvalidTextError
-from .types import RankedText
+from .evidence import check_context_chars, evidence_span
+from .scales import CutoffScale, check_cutoff_scale
+from .types import RankedText, Ranking
 
 __all__ = [
     "COMMON_FIELDS",
     "DEFAULT_BACKEND",
+    "EVIDENCE_KEYS",
+    "LOW_CONFIDENCE",
+    "RETURN_TEXT",
+    "WINDOW_COUNT",
+    "WINDOW_END",
+    "WINDOW_START",
     "Configured",
     "Cut",
+    "Evidence",
+    "EvidenceSpan",
     "RerankEventData",
+    "ReturnText",
     "check_query",
     "configure",
+    "cut_of",
+    "evidence_entries",
+    "evidence_of",
     "invalid_fields",
     "one_of",
+    "ranked_items",
     "require_framework",
     "scored_items",
     "texts_of",
@@ -57,7 +82,30 @@ T = TypeVar("T")
 DEFAULT_BACKEND = "minilm"
 
 #: The serialized fields every adapter has (besides its framework's own).
-COMMON_FIELDS = ("top_n", "min_score", "backend", "model", "device", "on_error")
+COMMON_FIELDS = (
+    "top_n",
+    "min_score",
+    "backend",
+    "model",
+    "device",
+    "on_error",
+    "confidence_threshold",
+    "cutoff_scale",
+    "deadline_ms",
+    "return_text",
+    "window_context_chars",
+)
+
+ReturnText = Literal["document", "window"]
+RETURN_TEXT: tuple[ReturnText, ...] = ("document", "window")
+
+#: Metadata keys every copy gets: the best window's char span in the copy's source text,
+#: the number of windows scored; ``LOW_CONFIDENCE`` only when a threshold is set.
+WINDOW_START = "rerank_window_start"
+WINDOW_END = "rerank_window_end"
+WINDOW_COUNT = "rerank_window_count"
+LOW_CONFIDENCE = "rerank_low_confidence"
+EVIDENCE_KEYS = (WINDOW_START, WINDOW_END, WINDOW_COUNT, LOW_CONFIDENCE)
 
 
 def require_framework(module: str, *, extra: str, adapter: str) -> ModuleType:
@@ -75,35 +123,127 @@ def require_framework(module: str, *, extra: str, adapter: str) -> ModuleType:
 
 @dataclass(frozen=True)
 class Cut:
-    """What to keep of a ranking: the ``top_n`` best, none scoring below ``min_score``.
+    """What to keep of a ranking — the ``top_n`` best, none scoring below ``min_score`` —
+    and the call's controls: ``confidence_threshold`` (flag the set when its best score is
+    below it), ``cutoff_scale`` (the scale both cutoffs are written on; ``None``: the
+    results'), ``deadline_ms`` (stop scoring then; unscored texts follow in input order).
 
-    ``None`` means no cut of that kind (for ``top_n``: the engine's own ``top_n``, if any).
-    Checked when made, so a bad option fails at construction, not at the first query.
+    ``None`` means the engine's default (none, unless the engine sets one). Checked when
+    made, so a bad option fails at construction, not at the first query.
     """
 
     top_n: int | None = None
     min_score: float | None = None
+    confidence_threshold: float | None = None
+    cutoff_scale: CutoffScale = None
+    deadline_ms: float | None = None
 
     def __post_init__(self) -> None:
         positive_int("top_n", self.top_n, allow_none=True)
         number("min_score", self.min_score, allow_none=True)
+        number("confidence_threshold", self.confidence_threshold, allow_none=True)
+        check_cutoff_scale(self.cutoff_scale)
+        check_deadline_ms(self.deadline_ms)
 
-    def override(self, top_n: int | None = None, min_score: float | None = None) -> Cut:
+    def override(
+        self,
+        top_n: int | None = None,
+        min_score: float | None = None,
+        confidence_threshold: float | None = None,
+        deadline_ms: float | None = None,
+    ) -> Cut:
         """This cut with per-call values where given."""
         return Cut(
             self.top_n if top_n is None else top_n,
             self.min_score if min_score is None else min_score,
+            self.confidence_threshold if confidence_threshold is None else confidence_threshold,
+            self.cutoff_scale,
+            self.deadline_ms if deadline_ms is None else deadline_ms,
         )
 
-    def rerank(self, engine: Reranker, query: str, texts: Sequence[str]) -> list[RankedText]:
-        return engine.rerank(query, texts, top_n=self.top_n, min_score=self.min_score)
+    def _options(self) -> dict[str, Any]:
+        return {
+            "top_n": self.top_n,
+            "min_score": self.min_score,
+            "confidence_threshold": self.confidence_threshold,
+            "cutoff_scale": self.cutoff_scale,
+            "deadline_ms": self.deadline_ms,
+        }
 
-    async def arerank(self, engine: Reranker, query: str, texts: Sequence[str]) -> list[RankedText]:
-        return await engine.arerank(query, texts, top_n=self.top_n, min_score=self.min_score)
+    def check(self, engine: Reranker) -> None:
+        """Check the cutoffs against the engine's score scale now (a ConfigError for a
+        probability outside 0–1; the once-per-engine warning for a 0–1 cutoff on logits)."""
+        engine.rerank_many([], **self._options())
+
+    def rerank(self, engine: Reranker, query: str, texts: Sequence[str]) -> Ranking:
+        return engine.rerank(query, texts, **self._options())
+
+    async def arerank(self, engine: Reranker, query: str, texts: Sequence[str]) -> Ranking:
+        return await engine.arerank(query, texts, **self._options())
 
     def effective_top_n(self, engine: Reranker, n_inputs: int) -> int:
         """How many results at most: this cut's, else the engine's, else all inputs."""
         return self.top_n or engine.top_n or n_inputs
+
+
+@dataclass(frozen=True)
+class EvidenceSpan:
+    """Where a copy's evidence lies: the best window's ``start``/``end`` in the copy's
+    text, the window count, and ``text``, what the copy should carry (``None``: keep its
+    text), which starts at ``text_start`` in the copy's text."""
+
+    start: int
+    end: int
+    n_windows: int
+    text: str | None = None
+    text_start: int = 0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What text a copy carries: ``return_text="document"`` (the whole text, default) or
+    ``"window"`` (only the best-scoring window of a long text, widened by
+    ``window_context_chars`` on each side and to word boundaries)."""
+
+    return_text: ReturnText = "document"
+    window_context_chars: int = 0
+
+    def __post_init__(self) -> None:
+        one_of("return_text", self.return_text, RETURN_TEXT)
+        check_context_chars(self.window_context_chars)
+
+    def of(self, r: RankedText, content: str | None = None) -> EvidenceSpan:
+        """The evidence of result ``r``. ``content``: the copy's own text when the engine
+        read a longer text around it (e.g. LlamaIndex's metadata header before the
+        content): the span is then moved into ``content`` (kept on ``r.text`` when
+        ``content`` is not found in it)."""
+        source, offset = r.text, 0
+        if content is not None and content != r.text:
+            found = r.text.find(content)
+            if found >= 0:
+                source, offset = content, found
+        n = len(source)
+        start = min(max(r.window[0] - offset, 0), n)
+        end = min(max(r.window[1] - offset, start), n)
+        if start == end:  # the window lay outside the content (e.g. only the header)
+            start, end = 0, n
+        if self.return_text == "document":
+            return EvidenceSpan(start, end, r.n_windows)
+        s, e = evidence_span(source, (start, end), self.window_context_chars)
+        return EvidenceSpan(start, end, r.n_windows, source[s:e], s)
+
+
+def evidence_entries(span: EvidenceSpan, ranking: Ranking) -> dict[str, Any]:
+    """The metadata entries of one copy: the best window's char span and the number of
+    windows, and the set's ``rerank_low_confidence`` when a threshold was set."""
+    out: dict[str, Any] = {
+        WINDOW_START: span.start,
+        WINDOW_END: span.end,
+        WINDOW_COUNT: span.n_windows,
+    }
+    if ranking.confidence_threshold is not None:
+        out[LOW_CONFIDENCE] = ranking.low_confidence
+    return out
 
 
 @dataclass(frozen=True)
@@ -137,7 +277,8 @@ def configure(
     """
     fields = {k: v for k, v in values.items() if k in field_names}
     options = {k: v for k, v in values.items() if k not in field_names and v is not None}
-    Cut(fields.get("top_n"), fields.get("min_score"))
+    cut_of(fields)
+    evidence_of(fields)
     if isinstance(fields.get("model"), os.PathLike):
         fields["model"] = os.fspath(fields["model"])
     for name in ("model", "device", "on_error"):
@@ -157,6 +298,24 @@ def configure(
         backend, options = None, {}
     fields["backend"] = backend
     return Configured(fields, options, reranker)
+
+
+def cut_of(fields: Mapping[str, Any]) -> Cut:
+    """The :class:`Cut` an adapter's fields describe (checked)."""
+    return Cut(
+        fields.get("top_n"),
+        fields.get("min_score"),
+        fields.get("confidence_threshold"),
+        fields.get("cutoff_scale"),
+        fields.get("deadline_ms"),
+    )
+
+
+def evidence_of(fields: Mapping[str, Any]) -> Evidence:
+    """The :class:`Evidence` option an adapter's fields describe (checked)."""
+    return Evidence(
+        fields.get("return_text") or "document", fields.get("window_context_chars") or 0
+    )
 
 
 def _check_adoptable(reranker: Reranker, backend: object, options: Mapping[str, Any]) -> None:
@@ -225,6 +384,15 @@ def scored_items(
         yield items[r.index], (r.score if r.scored else None)
 
 
+def ranked_items(
+    items: Sequence[T], ranked: Sequence[RankedText]
+) -> Iterator[tuple[T, RankedText, float | None]]:
+    """``(input item, result, score for its copy)`` per result, best first; the score is
+    ``None`` for an item the engine did not score (passthrough, or a deadline passed)."""
+    for r in ranked:
+        yield items[r.index], r, (r.score if r.scored else None)
+
+
 def with_entries(metadata: Mapping[str, Any], **entries: Any) -> dict[str, Any]:
     """A new metadata dict: ``metadata``'s entries plus ``entries`` (the caller's dict stays
     as it was)."""
@@ -251,3 +419,14 @@ class RerankEventData:
         model id, else the backend's class name."""
         name = model or engine.describe().get("model_id") or type(engine.backend).__name__
         return cls(query, str(name), cut.effective_top_n(engine, n_inputs))
+
+    def outcome(self, ranking: Ranking) -> dict[str, Any]:
+        """This data plus the call's facts (``top_score`` — the rank-1 score — and
+        ``low_confidence``, ``confidence_threshold``, ``score_scale``, ``unscored``,
+        ``deadline_passed``): what the end-of-rerank event records."""
+        return {
+            "query": self.query,
+            "model_name": self.model_name,
+            "top_n": self.top_n,
+            **ranking.facts(),
+        }

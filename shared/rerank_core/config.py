@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ._validate import int_at_least, one_of, positive_int
+from ._validate import int_at_least, number, one_of, positive_int
+from .deadline import check_deadline_ms
 from .errors import ConfigError
+from .scales import CutoffScale, check_cutoff_scale
 from .windows import window_budget
 
 __all__ = ["Aggregate", "EngineConfig", "EngineOptions", "Normalize", "OnError", "WindowConfig"]
@@ -55,6 +57,9 @@ class EngineConfig:
     ``window``: the caller's :class:`WindowConfig`; ``overlap`` and
     ``max_query_tokens``: its values resolved for the backend's ``max_length``.
     ``normalize``, ``on_error``, ``top_n``: as given to the engine.
+    ``confidence_threshold``: the default threshold under which a call's best score marks
+    it low-confidence, on ``cutoff_scale`` (``None``: the scale of the results).
+    ``deadline_ms``: the default latency deadline of a call (``None``: none).
     """
 
     batch_size: int
@@ -65,6 +70,9 @@ class EngineConfig:
     normalize: Normalize = None
     on_error: OnError = "raise"
     top_n: int | None = None
+    confidence_threshold: float | None = None
+    cutoff_scale: CutoffScale = None
+    deadline_ms: float | None = None
 
     def __post_init__(self) -> None:
         positive_int("batch_size", self.batch_size)
@@ -76,6 +84,7 @@ class EngineConfig:
         one_of("normalize", self.normalize, _NORMALIZE)
         one_of("on_error", self.on_error, _ON_ERROR)
         positive_int("top_n", self.top_n, allow_none=True)
+        _check_controls(self.confidence_threshold, self.cutoff_scale, self.deadline_ms)
 
 
 _DEFAULT_BATCH_SIZE = 32
@@ -92,6 +101,9 @@ class EngineOptions:
     normalize: Normalize = None
     on_error: OnError = "raise"
     top_n: int | None = None
+    confidence_threshold: float | None = None
+    cutoff_scale: CutoffScale = None
+    deadline_ms: float | None = None
 
     def __post_init__(self) -> None:
         positive_int("batch_size", self.batch_size, allow_none=True)
@@ -101,6 +113,7 @@ class EngineOptions:
         one_of("normalize", self.normalize, _NORMALIZE)
         one_of("on_error", self.on_error, _ON_ERROR)
         positive_int("top_n", self.top_n, allow_none=True)
+        _check_controls(self.confidence_threshold, self.cutoff_scale, self.deadline_ms)
 
     def resolve(
         self, *, max_length: int, special_tokens: int, preferred_batch_size: int | None = None
@@ -135,4 +148,21 @@ class EngineOptions:
             normalize=self.normalize,
             on_error=self.on_error,
             top_n=self.top_n,
+            confidence_threshold=self.confidence_threshold,
+            cutoff_scale=self.cutoff_scale,
+            deadline_ms=self.deadline_ms,
         )
+
+
+def _check_controls(
+    confidence_threshold: object, cutoff_scale: object, deadline_ms: object
+) -> None:
+    number("confidence_threshold", confidence_threshold, allow_none=True)
+    scale = check_cutoff_scale(cutoff_scale)
+    in_range = confidence_threshold is None or 0.0 <= float(confidence_threshold) <= 1.0  # type: ignore[arg-type]
+    if scale == "probability" and not in_range:
+        raise ConfigError(
+            f"confidence_threshold={confidence_threshold!r} on cutoff_scale='probability' "
+            "must be in [0, 1]"
+        )
+    check_deadline_ms(deadline_ms)

@@ -5,6 +5,9 @@
 :class:`~rerank_core.planning.Planner` (jobs → windows → unique pairs), one
 :class:`~rerank_core.scoring.CachedScoring` step around one scorer (direct, micro-batched
 or async backend; the same step serves sync and async callers) and :mod:`~rerank_core.ranking`.
+The production controls live in their own modules: :mod:`~rerank_core.confidence`,
+:mod:`~rerank_core.deadline`, :mod:`~rerank_core.memory`, :mod:`~rerank_core.scales` and
+:mod:`~rerank_core.evidence`.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from typing import Any
 from .backends import load_backend
 from .cache import CacheLike, CacheStats, GuardedCache, ManagedCache, TieredCache, close_quietly
 from .config import EngineConfig, EngineOptions, Normalize, OnError, WindowConfig
+from .controls import CallControls
 from .errors import BackendError, ConfigError
 from .planning import Job, Plan, Planner, check_jobs
-from .ranking import Cut, results
+from .ranking import Cut
+from .scales import CutoffScale, results_scale
 from .scheduler import BatcherStats
 from .scoring import CachedScoring, Counters, choose_scorer
-from .types import Backend, RankedText, SupportsDescribe, as_backend, info_of
+from .types import Backend, Ranking, ScoreScale, SupportsDescribe, as_backend, info_of
 
 __all__ = ["CacheLike", "OnError", "Reranker"]
 
@@ -46,6 +51,16 @@ class Reranker:
     ``on_error="passthrough"`` returns the input order, marked unscored, when the
     backend fails. ``top_n``: default cut for :meth:`rerank`.
 
+    Production controls (defaults here, each overridable per call):
+    ``confidence_threshold`` marks a call whose best score is below it as low-confidence
+    (``Ranking.low_confidence``; the best score is always in ``Ranking.top_score`` and the
+    ``crossrank`` logger at INFO). ``cutoff_scale`` (``"logit"``/``"probability"``, default
+    ``None``: the results' scale) says which scale ``min_score`` and the threshold are
+    written on; they are converted exactly (see :attr:`score_scale`). ``deadline_ms``: no
+    model batch starts after it; unscored texts follow the scored ones in input order,
+    ``scored=False``. Out-of-memory batches are retried in halves (see
+    :mod:`~rerank_core.memory`).
+
     Settings are frozen at construction (:attr:`config`). :meth:`close` releases only
     what the engine created (a backend built from a name, a cache built from
     ``"memory"`` or a path); a backend or cache object passed in stays open.
@@ -64,6 +79,9 @@ class Reranker:
         normalize: Normalize = None,
         on_error: OnError = "raise",
         top_n: int | None = None,
+        confidence_threshold: float | None = None,
+        cutoff_scale: CutoffScale = None,
+        deadline_ms: float | None = None,
         **backend_options: Any,
     ) -> None:
         # every option is checked before a model is loaded
@@ -74,6 +92,9 @@ class Reranker:
             normalize=normalize,
             on_error=on_error,
             top_n=top_n,
+            confidence_threshold=confidence_threshold,
+            cutoff_scale=cutoff_scale,
+            deadline_ms=deadline_ms,
         )
         self._cache = ManagedCache.build(cache)
         self._backend, self._owns_backend = _adopt(backend, model, device, backend_options)
@@ -92,7 +113,13 @@ class Reranker:
         self._counters = Counters()
         scorer = choose_scorer(b, batch_size=cfg.batch_size, max_batch_tokens=cfg.max_batch_tokens)
         self._scoring = CachedScoring(scorer, self._cache, lambda: b.fingerprint, self._counters)
-        self._sigmoid = cfg.normalize == "sigmoid" and b.score_scale == "logit"
+        self._scale = results_scale(b.score_scale, cfg.normalize)
+        self._controls = CallControls(
+            cfg,
+            scale=self._scale,
+            apply_sigmoid=cfg.normalize == "sigmoid" and b.score_scale == "logit",
+            backend_name=type(b).__name__,
+        )
         self._warned_long_query = False
 
     @property
@@ -132,6 +159,12 @@ class Reranker:
     def fingerprint(self) -> str:
         return self._backend.fingerprint
 
+    @property
+    def score_scale(self) -> ScoreScale:
+        """The scale of the scores this engine returns: ``"logit"`` (raw, unbounded: the
+        local cross-encoders) or ``"probability"`` (0–1: Cohere, or ``normalize="sigmoid"``)."""
+        return self._scale
+
     def describe(self) -> dict[str, Any]:
         """The backend's ``describe()`` (backend, model_id, device, runtime, precision, ...)
         and, under ``"engine"``, this engine's settings, scorer and cache."""
@@ -146,6 +179,8 @@ class Reranker:
             "cache": repr(cache.cache) if cache is not None else None,
             "owns_cache": cache is not None and cache.owned,
             "owns_backend": self._owns_backend,
+            "score_scale": self._scale,
+            "batch_tokens_now": self._scoring.scorer.batch_tokens,
         }
         return facts
 
@@ -169,9 +204,12 @@ class Reranker:
     def reset_stats(self) -> None:
         self._counters.reset()
 
-    def score(self, query: str, texts: Sequence[str]) -> list[float]:
-        """One score per text, in input order (NaN for unscored texts under passthrough)."""
-        return [r.score for r in self._run([(query, texts)], None)[0]]
+    def score(
+        self, query: str, texts: Sequence[str], *, deadline_ms: float | None = None
+    ) -> list[float]:
+        """One score per text, in input order (NaN for unscored texts: passthrough, or
+        the deadline passed first)."""
+        return [r.score for r in self._run([(query, texts)], None, deadline_ms)[0]]
 
     def rerank(
         self,
@@ -180,18 +218,34 @@ class Reranker:
         *,
         top_n: int | None = None,
         min_score: float | None = None,
-    ) -> list[RankedText]:
-        """Texts ranked best first, cut by ``min_score`` and then ``top_n``."""
-        return self._run([(query, texts)], self._cut(top_n, min_score))[0]
+        confidence_threshold: float | None = None,
+        cutoff_scale: CutoffScale = None,
+        deadline_ms: float | None = None,
+    ) -> Ranking:
+        """Texts ranked best first, cut by ``min_score`` and then ``top_n``; a
+        :class:`~rerank_core.types.Ranking` (a list) that also carries the best score and
+        the ``low_confidence`` flag. Options left ``None`` take the engine's defaults."""
+        cut = self._controls.cut(top_n, min_score, confidence_threshold, cutoff_scale)
+        return self._run([(query, texts)], cut, deadline_ms)[0]
 
     def rerank_many(
-        self, jobs: Jobs, *, top_n: int | None = None, min_score: float | None = None
-    ) -> list[list[RankedText]]:
+        self,
+        jobs: Jobs,
+        *,
+        top_n: int | None = None,
+        min_score: float | None = None,
+        confidence_threshold: float | None = None,
+        cutoff_scale: CutoffScale = None,
+        deadline_ms: float | None = None,
+    ) -> list[Ranking]:
         """Rerank several (query, texts) jobs in one batched pass over the model."""
-        return self._run(jobs, self._cut(top_n, min_score))
+        cut = self._controls.cut(top_n, min_score, confidence_threshold, cutoff_scale)
+        return self._run(jobs, cut, deadline_ms)
 
-    async def ascore(self, query: str, texts: Sequence[str]) -> list[float]:
-        return [r.score for r in (await self._arun([(query, texts)], None))[0]]
+    async def ascore(
+        self, query: str, texts: Sequence[str], *, deadline_ms: float | None = None
+    ) -> list[float]:
+        return [r.score for r in (await self._arun([(query, texts)], None, deadline_ms))[0]]
 
     async def arerank(
         self,
@@ -200,16 +254,25 @@ class Reranker:
         *,
         top_n: int | None = None,
         min_score: float | None = None,
-    ) -> list[RankedText]:
-        return (await self._arun([(query, texts)], self._cut(top_n, min_score)))[0]
+        confidence_threshold: float | None = None,
+        cutoff_scale: CutoffScale = None,
+        deadline_ms: float | None = None,
+    ) -> Ranking:
+        cut = self._controls.cut(top_n, min_score, confidence_threshold, cutoff_scale)
+        return (await self._arun([(query, texts)], cut, deadline_ms))[0]
 
     async def arerank_many(
-        self, jobs: Jobs, *, top_n: int | None = None, min_score: float | None = None
-    ) -> list[list[RankedText]]:
-        return await self._arun(jobs, self._cut(top_n, min_score))
-
-    def _cut(self, top_n: int | None, min_score: float | None) -> Cut:
-        return Cut(top_n if top_n is not None else self._config.top_n, min_score)
+        self,
+        jobs: Jobs,
+        *,
+        top_n: int | None = None,
+        min_score: float | None = None,
+        confidence_threshold: float | None = None,
+        cutoff_scale: CutoffScale = None,
+        deadline_ms: float | None = None,
+    ) -> list[Ranking]:
+        cut = self._controls.cut(top_n, min_score, confidence_threshold, cutoff_scale)
+        return await self._arun(jobs, cut, deadline_ms)
 
     def _plan(self, jobs: list[Job]) -> Plan:
         plan = self._planner.plan(jobs)
@@ -222,23 +285,25 @@ class Reranker:
             )
         return plan
 
-    def _run(self, jobs: Jobs, cut: Cut | None) -> list[list[RankedText]]:
+    def _run(self, jobs: Jobs, cut: Cut | None, deadline_ms: float | None) -> list[Ranking]:
+        deadline = self._controls.deadline(deadline_ms)
         plan = self._plan(check_jobs(jobs))
         scores: list[float] | None = None
         try:
-            scores = self._scoring.score(plan.pairs, plan.lengths)
+            scores = self._scoring.score(plan.pairs, plan.lengths, deadline)
         except BackendError as exc:
             self._passthrough(exc)
-        return results(plan, scores, cut, window=self._config.window, apply_sigmoid=self._sigmoid)
+        return self._controls.finish(plan, scores, cut)
 
-    async def _arun(self, jobs: Jobs, cut: Cut | None) -> list[list[RankedText]]:
+    async def _arun(self, jobs: Jobs, cut: Cut | None, deadline_ms: float | None) -> list[Ranking]:
+        deadline = self._controls.deadline(deadline_ms)
         plan = await asyncio.to_thread(self._plan, check_jobs(jobs))
         scores: list[float] | None = None
         try:
-            scores = await self._scoring.ascore(plan.pairs, plan.lengths)
+            scores = await self._scoring.ascore(plan.pairs, plan.lengths, deadline)
         except BackendError as exc:
             self._passthrough(exc)
-        return results(plan, scores, cut, window=self._config.window, apply_sigmoid=self._sigmoid)
+        return self._controls.finish(plan, scores, cut)
 
     def _passthrough(self, exc: BackendError) -> None:
         """Re-raise, or under ``on_error="passthrough"`` log it (the texts come back unscored).

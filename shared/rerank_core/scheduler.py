@@ -21,27 +21,36 @@ generation, so no caller waits behind more than one generation of others.
   task); the worker survives and serves the callers that come next.
 * Model calls happen on the worker thread only, one at a time: the backend never
   sees two batches at once (no tokenizer "Already borrowed", no oversubscribed cores).
+* A caller with a :class:`~rerank_core.deadline.Deadline` stops waiting when it passes
+  and takes what was scored so far (NaN for the rest); its remaining pairs are dropped
+  like a cancelled caller's. While such a caller waits, its generation's batches follow
+  the callers' own order (:func:`~rerank_core.deadline.priority_batches`), so each
+  caller's first candidates are scored first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from ._validate import number, positive_int
 from .batching import plan_batches
+from .deadline import Deadline, priority_batches
 from .types import Pair
 
 __all__ = ["BatcherStats", "MicroBatcher"]
 
 RunBatch = Callable[[list[Pair]], list[float]]
+SizedRunBatch = Callable[[list[Pair], list[int]], list[float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,7 @@ class _Request:
     future: Future[list[float]]
     scores: list[float] = field(default_factory=list)
     left: int = 0
+    deadline: Deadline | None = None
 
     def dead(self) -> bool:
         return self.future.done()
@@ -85,7 +95,8 @@ class MicroBatcher:
     """Coalesces concurrent scoring requests into shared, length-sorted model batches.
 
     ``run_batch(pairs) -> scores`` is called on the worker thread with at most
-    ``batch_size`` pairs whose padded size stays within ``max_batch_tokens``.
+    ``batch_size`` pairs whose padded size stays within ``max_batch_tokens``
+    (``with_lengths=True``: ``run_batch(pairs, lengths)``, the pairs' token lengths too).
     ``max_wait``: seconds the worker lingers for more callers before a generation
     that starts with a single request (0: take what is there; callers that arrive
     while a generation runs join the next one anyway).
@@ -93,15 +104,17 @@ class MicroBatcher:
 
     def __init__(
         self,
-        run_batch: RunBatch,
+        run_batch: RunBatch | SizedRunBatch,
         *,
         batch_size: int,
         max_batch_tokens: int | None = None,
         max_wait: float = 0.0,
         idle_timeout: float = 5.0,
         name: str = "crossrank-batcher",
+        with_lengths: bool = False,
     ) -> None:
-        self._run_batch = run_batch
+        self._run_any: Callable[..., list[float]] = run_batch
+        self._with_lengths = with_lengths
         self._batch_size = positive_int("batch_size", batch_size)
         self._max_batch_tokens = positive_int("max_batch_tokens", max_batch_tokens, allow_none=True)
         self._max_wait = number("max_wait", max_wait, at_least=0.0)
@@ -126,14 +139,19 @@ class MicroBatcher:
 
     def submit(self, pairs: Sequence[Pair], lengths: Sequence[int]) -> Future[list[float]]:
         """Queue ``pairs`` (with their token lengths); the future gives scores in order."""
+        return self._submit(pairs, lengths, None).future
+
+    def _submit(
+        self, pairs: Sequence[Pair], lengths: Sequence[int], deadline: Deadline | None
+    ) -> _Request:
         if len(pairs) != len(lengths):
             raise ValueError(f"{len(pairs)} pairs but {len(lengths)} lengths")
         fut: Future[list[float]] = Future()
+        req = _Request(list(pairs), [max(1, int(n)) for n in lengths], fut, deadline=deadline)
         if not pairs:
             fut.set_result([])
-            return fut
-        req = _Request(list(pairs), [max(1, int(n)) for n in lengths], fut)
-        req.scores = [0.0] * len(req.pairs)
+            return req
+        req.scores = [math.nan] * len(req.pairs)
         with self._cond:
             self._stopping = False
             self._queue.append(req)
@@ -141,29 +159,51 @@ class MicroBatcher:
                 self._worker = threading.Thread(target=self._loop, name=self._name, daemon=True)
                 self._worker.start()
             self._cond.notify()
-        return fut
+        return req
 
-    def score(self, pairs: Sequence[Pair], lengths: Sequence[int]) -> list[float]:
-        """Score ``pairs`` in shared batches, blocking this thread until they are done."""
+    def score(
+        self, pairs: Sequence[Pair], lengths: Sequence[int], *, deadline: Deadline | None = None
+    ) -> list[float]:
+        """Score ``pairs`` in shared batches, blocking this thread until they are done (or
+        ``deadline`` passes: then NaN for the pairs not scored yet)."""
         if not pairs:
             return []
         if threading.current_thread() is self._worker:  # re-entrant use from a backend
             return self._direct(list(pairs), list(lengths))
-        fut = self.submit(pairs, lengths)
+        req = self._submit(pairs, lengths, deadline)
+        fut = req.future
         try:
+            return fut.result(timeout=None if deadline is None else deadline.left())
+        except FutureTimeout:
+            if fut.cancel():
+                return list(req.scores)  # what was scored before the deadline
             return fut.result()
         except BaseException:
             fut.cancel()  # interrupted while waiting (Ctrl-C): withdraw the request
             raise
 
-    async def ascore(self, pairs: Sequence[Pair], lengths: Sequence[int]) -> list[float]:
-        """Score ``pairs`` in shared batches without blocking the event loop.
+    async def ascore(
+        self, pairs: Sequence[Pair], lengths: Sequence[int], *, deadline: Deadline | None = None
+    ) -> list[float]:
+        """Score ``pairs`` in shared batches without blocking the event loop (until
+        ``deadline``, if given: then NaN for the pairs not scored yet).
 
         Cancelling the awaiting task withdraws the request; other callers go on.
         """
         if not pairs:
             return []
-        return await asyncio.wrap_future(self.submit(pairs, lengths))
+        req = self._submit(pairs, lengths, deadline)
+        waiting = asyncio.wrap_future(req.future)
+        if deadline is None:
+            return await waiting
+        try:
+            done, _ = await asyncio.wait({waiting}, timeout=deadline.left())
+        except BaseException:
+            req.future.cancel()  # the awaiting task was cancelled: withdraw the request
+            raise
+        if not done and req.future.cancel():
+            return list(req.scores)  # what was scored before the deadline
+        return await waiting
 
     @property
     def stats(self) -> BatcherStats:
@@ -224,9 +264,19 @@ class MicroBatcher:
                     users.append([])
                 users[slot].append((req, pos))
         n_items = sum(len(r.pairs) for r in live)
-        batches = plan_batches(
-            lengths, batch_size=self._batch_size, max_tokens=self._max_batch_tokens
-        )
+        if any(r.deadline is not None for r in live):
+            # each slot's place: the earliest position any of its callers gave it
+            first = [min(pos for _, pos in u) for u in users]
+            batches = priority_batches(
+                lengths,
+                batch_size=self._batch_size,
+                max_tokens=self._max_batch_tokens,
+                priorities=first,
+            )
+        else:
+            batches = plan_batches(
+                lengths, batch_size=self._batch_size, max_tokens=self._max_batch_tokens
+            )
         ran = 0
         for batch in batches:
             batch = [s for s in batch if any(not r.dead() for r, _ in users[s])]
@@ -234,9 +284,9 @@ class MicroBatcher:
                 continue
             ran += 1
             try:
-                got = self._run_batch([pairs[s] for s in batch])
+                got = self._run_batch([pairs[s] for s in batch], [lengths[s] for s in batch])
             except Exception as exc:
-                self._isolate(batch, pairs, users, exc)
+                self._isolate(batch, pairs, lengths, users, exc)
                 continue
             for s, score in zip(batch, got, strict=True):
                 for req, pos in users[s]:
@@ -258,6 +308,7 @@ class MicroBatcher:
         self,
         batch: list[int],
         pairs: list[Pair],
+        lengths: list[int],
         users: list[list[tuple[_Request, int]]],
         exc: Exception,
     ) -> None:
@@ -275,7 +326,7 @@ class MicroBatcher:
                 continue
             mine = [s for s in batch if any(r is req for r, _ in users[s])]
             try:
-                got = self._run_batch([pairs[s] for s in mine])
+                got = self._run_batch([pairs[s] for s in mine], [lengths[s] for s in mine])
             except Exception as own:
                 _fail(req, own)
                 continue
@@ -287,12 +338,18 @@ class MicroBatcher:
             if req.left == 0:
                 _resolve(req)
 
+    def _run_batch(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
+        if self._with_lengths:
+            return self._run_any(pairs, lengths)
+        return self._run_any(pairs)
+
     def _direct(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
         out = [0.0] * len(pairs)
         for batch in plan_batches(
             lengths, batch_size=self._batch_size, max_tokens=self._max_batch_tokens
         ):
-            for i, s in zip(batch, self._run_batch([pairs[i] for i in batch]), strict=True):
+            got = self._run_batch([pairs[i] for i in batch], [lengths[i] for i in batch])
+            for i, s in zip(batch, got, strict=True):
                 out[i] = s
         return out
 

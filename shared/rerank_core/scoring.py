@@ -15,6 +15,11 @@ store) and the counters; the sync and async paths run the same steps.
 
 Every backend failure becomes a :class:`BackendError` (typed crossrank errors pass
 unchanged); ``KeyboardInterrupt`` and ``SystemExit`` are never caught here.
+
+Local model calls go through a :class:`~rerank_core.memory.MemoryGuard` (an out-of-memory
+batch is retried in halves, and the smaller token budget is kept). A
+:class:`~rerank_core.deadline.Deadline` stops scoring between batches: the pairs not
+scored by then come back as NaN (unscored), and nothing is cached for them.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from typing import Literal, Protocol, TypeVar
 
 from .batching import plan_batches
 from .cache import ManagedCache, cache_key
+from .deadline import Deadline, priority_batches
 from .errors import BackendError, ConfigError, CrossrankError
+from .memory import MemoryGuard
 from .scheduler import BatcherStats, MicroBatcher
 from .types import AsyncBackend, Backend, Pair, info_of
 
@@ -93,9 +100,19 @@ class Scorer(Protocol):
     @property
     def batcher_stats(self) -> BatcherStats | None: ...
 
-    def score(self, pairs: list[Pair], lengths: list[int]) -> list[float]: ...
+    @property
+    def batch_tokens(self) -> int:
+        """Padded tokens per model call now (smaller than ``max_batch_tokens`` after an
+        out-of-memory error)."""
+        ...
 
-    async def ascore(self, pairs: list[Pair], lengths: list[int]) -> list[float]: ...
+    def score(
+        self, pairs: list[Pair], lengths: list[int], deadline: Deadline | None = None
+    ) -> list[float]: ...
+
+    async def ascore(
+        self, pairs: list[Pair], lengths: list[int], deadline: Deadline | None = None
+    ) -> list[float]: ...
 
     def close(self) -> None: ...
 
@@ -110,23 +127,34 @@ class DirectScorer:
         self._backend = backend
         self._batch_size = batch_size
         self._max_batch_tokens = max_batch_tokens
+        self._guard = MemoryGuard(lambda pairs: run_batch(backend, pairs), max_batch_tokens)
 
-    def _batches(self, lengths: list[int]) -> list[list[int]]:
-        return plan_batches(lengths, batch_size=self._batch_size, max_tokens=self._max_batch_tokens)
+    @property
+    def batch_tokens(self) -> int:
+        return self._guard.budget
 
-    def score(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
+    def _batches(self, lengths: list[int], deadline: Deadline | None = None) -> list[list[int]]:
+        planner = plan_batches if deadline is None else priority_batches
+        return planner(lengths, batch_size=self._batch_size, max_tokens=self._guard.budget)
+
+    def score(
+        self, pairs: list[Pair], lengths: list[int], deadline: Deadline | None = None
+    ) -> list[float]:
         out = [math.nan] * len(pairs)
-        for batch in self._batches(lengths):
-            for i, s in zip(
-                batch, run_batch(self._backend, [pairs[i] for i in batch]), strict=True
-            ):
+        for batch in self._batches(lengths, deadline):
+            if deadline is not None and deadline.passed():
+                break
+            got = self._guard.run([pairs[i] for i in batch], [lengths[i] for i in batch])
+            for i, s in zip(batch, got, strict=True):
                 out[i] = s
         return out
 
-    async def ascore(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
+    async def ascore(
+        self, pairs: list[Pair], lengths: list[int], deadline: Deadline | None = None
+    ) -> list[float]:
         if not pairs:
             return []
-        return await asyncio.to_thread(self.score, pairs, lengths)
+        return await asyncio.to_thread(self.score, pairs, lengths, deadline)
 
     def close(self) -> None:
         pass
@@ -143,16 +171,32 @@ class AsyncBackendScorer(DirectScorer):
         super().__init__(backend, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
         self._async_backend = backend
 
-    async def ascore(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
+    async def _abatch(self, pairs: list[Pair]) -> list[float]:
+        try:
+            got = await self._async_backend.ascore_pairs(pairs)
+        except CrossrankError:
+            raise
+        except Exception as exc:  # not BaseException: cancellation and Ctrl-C pass
+            raise _backend_error(exc) from exc
+        return checked(got, len(pairs))
+
+    async def ascore(
+        self, pairs: list[Pair], lengths: list[int], deadline: Deadline | None = None
+    ) -> list[float]:
         out = [math.nan] * len(pairs)
-        for batch in self._batches(lengths):
-            try:
-                got = await self._async_backend.ascore_pairs([pairs[i] for i in batch])
-            except CrossrankError:
-                raise
-            except Exception as exc:  # not BaseException: cancellation and Ctrl-C pass
-                raise _backend_error(exc) from exc
-            for i, s in zip(batch, checked(got, len(batch)), strict=True):
+        for batch in self._batches(lengths, deadline):
+            call = self._abatch([pairs[i] for i in batch])
+            if deadline is None:
+                got = await call
+            elif deadline.passed():
+                call.close()
+                break
+            else:
+                try:  # a request still out at the deadline is abandoned
+                    got = await asyncio.wait_for(call, deadline.left())
+                except TimeoutError:
+                    break
+            for i, s in zip(batch, got, strict=True):
                 out[i] = s
         return out
 
@@ -163,21 +207,31 @@ class MicroBatchedScorer:
     kind: ScorerKind = "micro-batched"
 
     def __init__(self, backend: Backend, *, batch_size: int, max_batch_tokens: int) -> None:
+        self._guard = MemoryGuard(lambda pairs: run_batch(backend, pairs), max_batch_tokens)
         self._batcher = MicroBatcher(
-            lambda pairs: run_batch(backend, pairs),
+            self._guard.run,
             batch_size=batch_size,
             max_batch_tokens=max_batch_tokens,
+            with_lengths=True,
         )
 
     @property
     def batcher_stats(self) -> BatcherStats | None:
         return self._batcher.stats
 
-    def score(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
-        return self._batcher.score(pairs, lengths)
+    @property
+    def batch_tokens(self) -> int:
+        return self._guard.budget
 
-    async def ascore(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
-        return await self._batcher.ascore(pairs, lengths)
+    def score(
+        self, pairs: list[Pair], lengths: list[int], deadline: Deadline | None = None
+    ) -> list[float]:
+        return self._batcher.score(pairs, lengths, deadline=deadline)
+
+    async def ascore(
+        self, pairs: list[Pair], lengths: list[int], deadline: Deadline | None = None
+    ) -> list[float]:
+        return await self._batcher.ascore(pairs, lengths, deadline=deadline)
 
     def close(self) -> None:
         self._batcher.close()
@@ -242,7 +296,8 @@ class CachedScoring:
     ``fingerprint`` gives the backend's current fingerprint (part of every key). The
     sync and async paths run the same steps; the async one does cache I/O in a worker
     thread and awaits the scorer, so the event loop is never blocked. Nothing is
-    stored or counted when scoring fails.
+    stored or counted when scoring fails. Under a deadline, the pairs the scorer did not
+    reach stay NaN and are neither stored nor counted as scored.
     """
 
     def __init__(
@@ -266,14 +321,15 @@ class CachedScoring:
         return _Lookup(found, keys, [i for i, v in enumerate(found) if v is None])
 
     def _commit(self, look: _Lookup, fresh: list[float]) -> list[float]:
-        if self.cache is not None and look.missing:
-            self.cache.set_many({look.keys[i]: s for i, s in zip(look.missing, fresh, strict=True)})
+        done = [(i, s) for i, s in zip(look.missing, fresh, strict=True) if not math.isnan(s)]
+        if self.cache is not None and done:
+            self.cache.set_many({look.keys[i]: s for i, s in done})
         cached = self.cache is not None
         n = len(look.found)
         self.counters.add(
             hits=n - len(look.missing) if cached else 0,
             misses=len(look.missing) if cached else 0,
-            scored=len(look.missing),
+            scored=len(done),
         )
         out = [0.0 if v is None else v for v in look.found]
         for i, s in zip(look.missing, fresh, strict=True):
@@ -286,16 +342,20 @@ class CachedScoring:
             return fn(*args)
         return await asyncio.to_thread(fn, *args)
 
-    def score(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
+    def score(
+        self, pairs: list[Pair], lengths: list[int], deadline: Deadline | None = None
+    ) -> list[float]:
         look = self._lookup(pairs)
         fresh = self.scorer.score(
-            [pairs[i] for i in look.missing], [lengths[i] for i in look.missing]
+            [pairs[i] for i in look.missing], [lengths[i] for i in look.missing], deadline
         )
         return self._commit(look, fresh)
 
-    async def ascore(self, pairs: list[Pair], lengths: list[int]) -> list[float]:
+    async def ascore(
+        self, pairs: list[Pair], lengths: list[int], deadline: Deadline | None = None
+    ) -> list[float]:
         look = await self._io(self._lookup, pairs)
         fresh = await self.scorer.ascore(
-            [pairs[i] for i in look.missing], [lengths[i] for i in look.missing]
+            [pairs[i] for i in look.missing], [lengths[i] for i in look.missing], deadline
         )
         return await self._io(self._commit, look, fresh)

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._validate import positive_int
 from .errors import ConfigError
+from .evidence import evidence_span
 
 __all__ = [
     "AsyncBackend",
@@ -31,6 +32,7 @@ __all__ = [
     "BackendInfo",
     "Pair",
     "RankedText",
+    "Ranking",
     "ScoreScale",
     "SupportsClose",
     "SupportsDescribe",
@@ -52,7 +54,8 @@ class RankedText:
     ``(start, end)`` character span of the best-scoring window in ``text``;
     ``truncated`` is true only when a ``max_windows`` cap left part of the text
     unscored; ``scored`` is false when the backend failed and the engine ran with
-    ``on_error="passthrough"`` (``score`` is then NaN).
+    ``on_error="passthrough"``, or when a ``deadline_ms`` passed before its windows were
+    scored (``score`` is then NaN).
     """
 
     index: int
@@ -68,9 +71,66 @@ class RankedText:
         """The text of the best-scoring window."""
         return self.text[self.window[0] : self.window[1]]
 
+    def evidence(self, context_chars: int = 0) -> str:
+        """The best window with up to ``context_chars`` characters on each side (widened
+        to word boundaries): the part of a long text to hand an LLM."""
+        start, end = evidence_span(self.text, self.window, context_chars)
+        return self.text[start:end]
+
     def __post_init__(self) -> None:
         if self.scored and math.isnan(self.score):
             raise ValueError("a scored RankedText needs a real score")
+
+
+class Ranking(list[RankedText]):
+    """What ``Reranker.rerank`` returns: the ranked :class:`RankedText` list (a plain
+    ``list`` in every other respect) and what the call knows about it.
+
+    ``top_score``: the best score among all texts of the call, before ``min_score`` and
+    ``top_n`` cut (``None`` when nothing was scored). ``confidence_threshold``: the
+    threshold on ``score_scale`` (the scale of the scores; a cutoff given on another scale
+    is converted), ``None`` when none was set. ``low_confidence``: a threshold was set and
+    ``top_score`` is below it or missing — likely an out-of-domain query. ``unscored``:
+    texts left unscored (backend failure under passthrough, or ``deadline_passed``).
+    A slice of a ``Ranking`` is a plain list.
+    """
+
+    top_score: float | None
+    confidence_threshold: float | None
+    low_confidence: bool
+    score_scale: ScoreScale
+    unscored: int
+    deadline_passed: bool
+
+    def __init__(
+        self,
+        items: Sequence[RankedText] = (),
+        *,
+        top_score: float | None = None,
+        confidence_threshold: float | None = None,
+        low_confidence: bool = False,
+        score_scale: ScoreScale = "logit",
+        unscored: int = 0,
+        deadline_passed: bool = False,
+    ) -> None:
+        super().__init__(items)
+        self.top_score = top_score
+        self.confidence_threshold = confidence_threshold
+        self.low_confidence = low_confidence
+        self.score_scale = score_scale
+        self.unscored = unscored
+        self.deadline_passed = deadline_passed
+
+    def facts(self) -> dict[str, Any]:
+        """The call's facts as a plain, JSON-able dict (for events and logs)."""
+        return {
+            "top_score": self.top_score,
+            "low_confidence": self.low_confidence,
+            "confidence_threshold": self.confidence_threshold,
+            "score_scale": self.score_scale,
+            "unscored": self.unscored,
+            "deadline_passed": self.deadline_passed,
+        }
 
 
 @runtime_checkable

@@ -98,7 +98,9 @@ def test_compressor_returns_scored_copies_and_keeps_ids(keyword_reranker: Rerank
         src = next(s for s in docs if s.id == d.id)
         assert d is not src and d.metadata is not src.metadata
         assert d.page_content == src.page_content
-        assert {k: v for k, v in d.metadata.items() if k != "relevance_score"} == src.metadata
+        ours = ("relevance_score", "rerank_window_start", "rerank_window_end")
+        ours += ("rerank_window_count",)
+        assert {k: v for k, v in d.metadata.items() if k not in ours} == src.metadata
     again = RerankCompressor(reranker=keyword_reranker).compress_documents(docs, QUERY)
     assert [(d.id, d.metadata) for d in again] == [(d.id, d.metadata) for d in out]
 
