@@ -234,4 +234,4 @@ def test_presets_are_registered() -> None:
 
     assert backend_class("qwen3") is Qwen3RerankerBackend
     assert backend_class("bge-gemma") is GemmaRerankerBackend
-    assert {"monot5", "rankt5", "duot5"} <= set(BACKENDS)
+    assert {"monot5", "rankt5"} <= set(BACKENDS)

@@ -20,7 +20,6 @@ BACKENDS: dict[str, str] = {
     "bge-gemma": "rerank_core.backends.llm:GemmaRerankerBackend",
     "monot5": "rerank_core.backends.t5:MonoT5Backend",
     "rankt5": "rerank_core.backends.t5:RankT5Backend",
-    "duot5": "rerank_core.backends.t5:DuoT5Backend",
 }
 
 
