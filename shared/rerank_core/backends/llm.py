@@ -92,8 +92,8 @@ _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 @dataclass(frozen=True, slots=True)
 class _Style:
-    """One model family's template and score: ``name`` (fingerprint), ``default_model``,
-    ``default_max_length`` (``None``: the model's own limit)."""
+    """One model family's ``name`` (in the fingerprint), ``default_model`` and
+    ``default_instruction``."""
 
     name: str
     default_model: str
