@@ -123,6 +123,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="max",
         help="how window scores combine into a text score",
     )
+    p.add_argument(
+        "--confidence-below",
+        type=_fraction,
+        default=0.5,
+        metavar="X",
+        help="suggest a confidence_threshold per depth: the top-1 score below which the top-1 "
+        "document is relevant less than X of the time (default 0.5)",
+    )
     p.add_argument("--json", type=Path, metavar="OUT.json", help="write the result as JSON")
     p.add_argument("--plot", type=Path, metavar="OUT.png", help="draw nDCG@10 and latency vs N")
     p.add_argument("--markdown", type=Path, metavar="OUT.md", help="write the markdown table")
@@ -195,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
     result["warnings"] = quality_warnings(result)
     table = markdown_table(result)
     print(table)
+    _suggest_thresholds(result, runs, dataset, rel_level, args.confidence_below)
     written: list[str] = []
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -223,6 +232,30 @@ def run(args: argparse.Namespace) -> int:
     for warning in result["warnings"]:
         print(f"crossrank eval: WARNING: {warning}", file=sys.stderr)
     return 0
+
+
+def _fraction(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        x = -1.0
+    if not 0.0 < x <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1]; got {value!r}")
+    return x
+
+
+def _suggest_thresholds(
+    result: dict[str, Any], runs: list[Any], dataset: Any, rel_level: int, below: float
+) -> None:
+    """Per reranking depth: the suggested confidence_threshold, printed and in the JSON."""
+    from ..quality.confidence import suggest_threshold, top1_outcomes
+
+    for r, run in zip(result["rerank"], runs, strict=True):
+        s = suggest_threshold(
+            top1_outcomes(run, dataset.qrels, rel_level=rel_level), max_relevant=below
+        )
+        r["confidence"] = s.as_dict()
+        print(f"confidence, top-{r['candidates']} on {dataset.name}: {s.line()}")
 
 
 def _check_backend(args: argparse.Namespace) -> None:
