@@ -1,103 +1,216 @@
-"""Does the fast default rank as well as exact fp32 scoring? nDCG@10 on TREC DL 2019.
+"""Does the fast default rank like fp32 on *every* model? The fidelity guard, measured.
 
-Reranks the official BM25 top-100 of the 43 DL19 queries with one model in several
-precision modes and scores each run against the NIST qrels with ir-measures::
+For each model: the fidelity guard's probe figures for every int8 variant (what the guard
+sees at load time), and what each variant does to real rankings — nDCG@10 on the 43 TREC
+DL 2019 queries (official BM25 top-100), its difference to fp32 (target: within 0.002),
+Kendall tau per query over the 100 candidates and the top-10 overlap with fp32 — and, for
+fp32 and the variant the guard chooses, chunk-max nDCG@10 on buried long documents (each
+BM25 top-``--long-depth`` candidate buried after 512-768 tokens of unrelated passages;
+target: within 0.01 of fp32)::
 
-    python -m benchmarks.fidelity --model models/crossrank-minilm-l6
+    python -m benchmarks.fidelity --models models/crossrank-minilm-l6,DIR2,DIR3
 
-Prints and writes ``benchmarks/results/fidelity.md``: nDCG@10 per mode, its difference to
-exact (the target: within 0.002), the largest score difference, top-10 agreement and the
-time each mode took. Needs a *trained* cross-encoder: an untrained head ranks at random.
+Writes ``benchmarks/results/fidelity.{json,md}``. Needs *trained* cross-encoders (an
+untrained head ranks at random) and ``../shared/data``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "trec-dl-2019-passage"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "trec-dl-2019-passage"
+
+
+def _swap_runner(reranker: Any, path: Path, precision: str) -> None:
+    """Score ``reranker``'s backend with the ONNX model at ``path`` (a benchmark-only
+    shortcut: the public way to a variant is the guard or ``precision="int8"``)."""
+    from rerank_core.backends.runtime.runners import OnnxRunner
+
+    b = reranker.backend
+    old = b._runner
+    tok = old._tok.to_str()
+    b._runner = OnnxRunner(
+        path, tok, precision=precision, encoding=b._encoding, threads=b._threads, extra="minilm"
+    )
+    old.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="models/crossrank-minilm-l6")
+    p.add_argument("--models", default="models/crossrank-minilm-l6", help="comma-separated")
     p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--modes", default="exact,auto,bf16", help="precision modes to compare")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/fidelity.md"))
+    p.add_argument(
+        "--variants", default="int8,int8-rr,int8-ffn32,int8-ffn32-rr,int8-pt", help="int8 variants"
+    )
+    p.add_argument("--long-depth", type=int, default=10, help="buried candidates per query")
+    p.add_argument("--long-queries", type=int, default=43)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fidelity")
     args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    import numpy as np
     from crossrank_lab.bench.common import load_trec_dl
     from crossrank_lab.quality.data import sort_run
+    from crossrank_lab.quality.longdocs import long_documents
     from crossrank_lab.quality.metrics import evaluate_run
     from rerank_core import Reranker
+    from rerank_core.backends.runtime import guard, onnx_export
+    from rerank_core.backends.runtime.fidelity import DEFAULT_BAR, compare, kendall_tau, top_overlap
+    from rerank_core.backends.runtime.probe import load_probe
 
     dataset, first = load_trec_dl(args.data)
     qids = list(first)
-    queries = dataset.queries
     run = {q: [d for d, _ in first[q]] for q in qids}
+    bm25 = evaluate_run(dataset.qrels, first, rel_level=2, metrics=("ndcg@10",))["ndcg@10"]
+    probe = load_probe()
+    ppairs, groups = probe.pairs(), probe.group_slices()
+    plong = slice(groups[-1].stop, len(ppairs))
 
-    def ndcg10(scored: dict[str, list[tuple[str, float]]]) -> float:
-        """nDCG@10 of the run, each query's documents ordered by score (best first)."""
-        ranked = sort_run(scored)
-        return evaluate_run(dataset.qrels, ranked, rel_level=2, metrics=("ndcg@10",))["ndcg@10"]
-
-    results: dict[str, dict] = {"BM25": {"ndcg": ndcg10(first)}}
-    scores: dict[str, list[np.ndarray]] = {}
-    for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-        rr = Reranker("minilm", model=args.model, precision=mode, cache=None)
-        facts = rr.describe()
-        label = f"{mode} ({facts.get('runtime')} {facts.get('precision')})"
-        t0 = time.perf_counter()
-        per_query = [
-            np.asarray(rr.score(queries[q], [dataset.body(d) for d in run[q]])) for q in qids
+    def ndcg(scored: dict[str, list[tuple[str, float]]]) -> float:
+        return evaluate_run(dataset.qrels, sort_run(scored), rel_level=2, metrics=("ndcg@10",))[
+            "ndcg@10"
         ]
+
+    def dl19(rr: Any) -> tuple[float, list[list[float]], float]:
+        t0 = time.perf_counter()
+        scores = [rr.score(dataset.queries[q], [dataset.body(d) for d in run[q]]) for q in qids]
         took = time.perf_counter() - t0
-        ndcg = ndcg10(
-            {
-                q: [(d, float(s)) for d, s in zip(run[q], sc, strict=True)]
-                for q, sc in zip(qids, per_query, strict=True)
-            }
-        )
-        results[label] = {"ndcg": ndcg, "seconds": took, "pairs": sum(len(run[q]) for q in qids)}
-        scores[label] = per_query
-        print(f"{label}: nDCG@10 {ndcg:.4f} in {took:.1f}s", flush=True)
-        rr.close()
-    labels = list(scores)
-    ref = labels[0]
-    spread = float(np.std(np.concatenate(scores[ref])))
+        scored = {q: list(zip(run[q], s, strict=True)) for q, s in zip(qids, scores, strict=True)}
+        return ndcg(scored), scores, took
+
+    report: dict[str, Any] = {"bm25": bm25, "bar": DEFAULT_BAR.as_dict(), "models": {}}
     lines = [
-        f"# Fidelity of the fast modes: {args.data.name}, BM25 top-100 reranked",
+        "# Fidelity of the int8 variants, per model",
         "",
-        f"- model: {args.model}; {len(qids)} queries; command: "
-        f"`python -m benchmarks.fidelity {' '.join(sys.argv[1:])}`",
-        f"- reference mode: {ref}; its scores (logits) have a standard deviation of {spread:.2f}",
+        f"Command: `python -m benchmarks.fidelity {' '.join(argv or sys.argv[1:])}`; "
+        f"TREC DL 2019, {len(qids)} queries, BM25 top-100 (BM25 nDCG@10 {bm25:.4f}); "
+        f"{os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f}.",
+        f"Guard bar: {DEFAULT_BAR.as_dict()}.",
         "",
-        "| run | nDCG@10 | Δ vs reference | mean abs Δ score | max abs Δ score "
-        "| mean top-10 overlap | s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        f"| BM25 | {results['BM25']['ndcg']:.4f} | | | | | |",
     ]
-    for label in labels:
-        r = results[label]
-        pairs = list(zip(scores[label], scores[ref], strict=True))
-        diff = max(float(np.max(np.abs(a - b))) for a, b in pairs)
-        mean_diff = float(np.mean(np.concatenate([np.abs(a - b) for a, b in pairs])))
-        overlap = statistics.fmean(
-            len(set(np.argsort(-a)[:10]) & set(np.argsort(-b)[:10])) / 10 for a, b in pairs
+    for model in [m for m in args.models.split(",") if m]:
+        rr = Reranker(
+            "minilm", model=model, precision="exact", cache=None, num_threads=args.threads
         )
-        lines.append(
-            f"| {label} | {r['ndcg']:.4f} | {r['ndcg'] - results[ref]['ndcg']:+.4f} | "
-            f"{mean_diff:.3f} | {diff:.3f} | {overlap:.3f} | {r['seconds']:.0f} |"
+        fp32_path = Path(rr.describe()["onnx_model_path"])
+        ref_probe = rr.backend._runner.score(ppairs)
+        base_ndcg, base_scores, base_s = dl19(rr)
+        rows: list[dict[str, Any]] = []
+        for name in [v for v in args.variants.split(",") if v]:
+            variant = onnx_export.variant_named(name)
+            path = onnx_export.quantized(fp32_path, variant)
+            _swap_runner(rr, path, "int8")
+            fig = compare(ref_probe, rr.backend._runner.score(ppairs), groups, plong)
+            n, s, took = dl19(rr)
+            taus = [kendall_tau(a, b) for a, b in zip(base_scores, s, strict=True)]
+            over = [top_overlap(a, b, 10) for a, b in zip(base_scores, s, strict=True)]
+            rows.append(
+                {
+                    "variant": name,
+                    "probe": fig.as_dict(),
+                    "passes": not DEFAULT_BAR.failures(fig),
+                    "failures": DEFAULT_BAR.failures(fig),
+                    "ndcg10": n,
+                    "delta": n - base_ndcg,
+                    "tau": statistics.fmean(taus),
+                    "top10": statistics.fmean(over),
+                    "seconds": took,
+                }
+            )
+            print(model, name, f"{n:.4f} ({n - base_ndcg:+.4f})", fig.summary(), flush=True)
+        chosen = next((r["variant"] for r in rows if r["passes"]), None)
+        if chosen is not None and chosen not in [v.name for v in guard.VARIANTS]:
+            chosen = None
+        long = _long_docs(
+            rr,
+            dataset,
+            first,
+            qids[: args.long_queries],
+            args.long_depth,
+            fp32_path,
+            chosen,
+            long_documents,
+            ndcg,
         )
-    md = "\n".join(lines) + "\n"
+        report["models"][model] = {
+            "fp32": {"ndcg10": base_ndcg, "seconds": base_s},
+            "variants": rows,
+            "guard_choice": chosen,
+            "long": long,
+        }
+        lines += [
+            f"## {model}",
+            "",
+            f"fp32 nDCG@10 {base_ndcg:.4f} ({base_s:.0f} s). Guard's choice: "
+            f"**{chosen or 'fp32'}**. Buried long documents (top-{args.long_depth}, chunk-max): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in long.items()),
+            "",
+            "| variant | probe τ | probe top-3 | probe err/spread p95 | long err/spread "
+            "| guard | DL19 nDCG@10 | Δ fp32 | τ (100 docs) | top-10 overlap | s |",
+            "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            f = r["probe"]
+            lines.append(
+                f"| {r['variant']} | {f['tau_mean']:.3f} | {f['top3_overlap']:.3f} | "
+                f"{f['rel_err_p95']:.3f} | {f['long_rel_err_max']:.3f} | "
+                f"{'pass' if r['passes'] else 'fail'} | {r['ndcg10']:.4f} | {r['delta']:+.4f} | "
+                f"{r['tau']:.3f} | {r['top10']:.3f} | {r['seconds']:.0f} |"
+            )
+        lines.append("")
+        rr.close()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md, encoding="utf-8")
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    md = "\n".join(lines) + "\n"
+    args.out.with_suffix(".md").write_text(md)
     print(md)
     return 0
+
+
+def _long_docs(
+    rr: Any,
+    dataset: Any,
+    first: Any,
+    qids: list[str],
+    depth: int,
+    fp32_path: Path,
+    chosen: str | None,
+    long_documents: Any,
+    ndcg: Any,
+) -> dict[str, float]:
+    from rerank_core.backends.runtime import onnx_export
+
+    sub = {q: first[q][:depth] for q in qids}
+    tok = rr.backend.tokenizer
+    docs = long_documents(
+        dataset, sub, depth, count_tokens=lambda t: len(tok.token_spans([t])[0]), seed=0
+    )
+    out: dict[str, float] = {}
+    for label, path, prec in [
+        ("fp32", fp32_path, "fp32"),
+        *(
+            [(chosen, onnx_export.quantized(fp32_path, onnx_export.variant_named(chosen)), "int8")]
+            if chosen
+            else []
+        ),
+    ]:
+        _swap_runner(rr, path, prec)
+        scored = {}
+        for q in qids:
+            ids = [d for d, _ in sub[q]]
+            s = rr.score(dataset.queries[q], [docs[q][d].text for d in ids])
+            scored[q] = list(zip(ids, s, strict=True))
+        out[label] = ndcg(scored)
+        print("long", label, f"{out[label]:.4f}", flush=True)
+    return out
 
 
 if __name__ == "__main__":

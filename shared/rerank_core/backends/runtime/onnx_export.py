@@ -3,10 +3,14 @@
 * **Export** with ``torch.onnx.export`` (the TorchScript exporter, which needs no extra
   package) from the model's fp32 weights with eager attention, dynamic batch and
   sequence axes. The exported graph is checked against torch on probe pairs before use.
-* **int8** with ONNX Runtime's ``quantize_dynamic``: the linear layers' weights in int8
-  per output channel, their inputs quantized at run time (``MatMulConstBOnly``: the
-  attention products stay fp32). The embedding tables stay fp32: int8 tables only save
-  memory and add error at the very input. The graph is not fused first: on the CPU
+* **int8** with ONNX Runtime's ``quantize_dynamic``, in one of the :data:`VARIANTS`: by
+  default the linear layers' weights in int8 per output channel, their inputs quantized at
+  run time (``MatMulConstBOnly``: the attention products stay fp32); the other variants
+  keep the feed-forward output projections in fp32, use 7-bit weights (``reduce_range``,
+  which avoids the 16-bit saturation of int8 products on CPUs without VNNI) or one scale
+  per tensor. Which variant a model runs with by default is the fidelity guard's choice
+  (:mod:`~rerank_core.backends.runtime.guard`). The embedding tables stay fp32: int8
+  tables only save memory and add error at the very input. The graph is not fused first: on the CPU
   measured, ONNX Runtime runs the plain export's int8 graph faster than the fused one
   (whose fused attention keeps its projections in fp32), and per-channel scales halve
   the error of per-tensor ones at the same speed.
@@ -34,6 +38,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -44,21 +49,81 @@ from ...errors import ModelLoadError
 __all__ = [
     "INPUTS",
     "RECIPE",
+    "VARIANTS",
     "OnnxExportError",
+    "QuantVariant",
     "cache_root",
     "data_file",
     "ensure_onnx_model",
     "model_digest",
     "onnx_session",
+    "quantized",
     "remove_export",
     "require_fast",
+    "variant_named",
 ]
 
 logger = logging.getLogger("crossrank.onnx")
 
 # Bump when the export or quantization steps change: old cached files are then ignored.
-RECIPE = "crossrank-onnx-v2:opset17:eager:dynamic-int8-matmul-per-channel-constB"
+RECIPE = "crossrank-onnx-v3:opset17:eager:dynamic-int8-variants"
 OnnxPrecision = Literal["fp32", "int8"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuantVariant:
+    """One way to quantize the fp32 export to dynamic int8.
+
+    ``name``: in the file name (``model.<name>.onnx``) and in ``describe()``.
+    ``per_channel``: one weight scale per output channel (else one per tensor).
+    ``reduce_range``: 7-bit weights (no 16-bit saturation in int8 products on CPUs without
+    VNNI). ``keep_ffn_out``: the feed-forward output projections (the linear layer after
+    the activation, whose inputs carry the widest ranges) stay fp32. ``block_size``:
+    instead of one activation scale per tensor, ONNX Runtime's ``MatMulNBits`` with 8-bit
+    weights and int8 activations, both scaled per block of this many input features
+    (``accuracy_level=4``): far closer to fp32, less faster.
+    """
+
+    name: str
+    per_channel: bool = True
+    reduce_range: bool = False
+    keep_ffn_out: bool = False
+    block_size: int = 0
+
+    def describe(self) -> str:
+        if self.block_size:
+            return f"int8 in blocks of {self.block_size} (weights and activations)"
+        parts = ["per-channel" if self.per_channel else "per-tensor"]
+        if self.reduce_range:
+            parts.append("7-bit weights")
+        if self.keep_ffn_out:
+            parts.append("FFN output layers in fp32")
+        return f"dynamic int8 ({', '.join(parts)})"
+
+
+# In the order the guard tries them: fastest first, each next one closer to fp32.
+VARIANTS: tuple[QuantVariant, ...] = (
+    QuantVariant("int8"),
+    QuantVariant("int8-rr", reduce_range=True),
+    QuantVariant("int8-ffn32", keep_ffn_out=True),
+    QuantVariant("int8-ffn32-rr", reduce_range=True, keep_ffn_out=True),
+)
+_EXTRA_VARIANTS = (
+    QuantVariant("int8-pt", per_channel=False),
+    QuantVariant("int8-b32", block_size=32),
+    QuantVariant("int8-b128", block_size=128),
+)  # measured by benchmarks.fidelity
+
+
+def variant_named(name: str) -> QuantVariant:
+    """The int8 variant called ``name`` (``int8``, ``int8-rr``, ...)."""
+    for v in VARIANTS + _EXTRA_VARIANTS:
+        if v.name == name:
+            return v
+    known = ", ".join(v.name for v in VARIANTS + _EXTRA_VARIANTS)
+    raise ValueError(f"unknown int8 variant {name!r} (known: {known})")
+
+
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what an export may take
 _CONFIG_NOISE = frozenset(
     {
@@ -252,16 +317,108 @@ def _export_fp32(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types:
         _to_external_data(staged)
 
 
-def _quantize_int8(src: Path, path: Path) -> None:
+def _ffn_out_nodes(src: Path) -> list[str]:
+    """The MatMul nodes of the feed-forward output projections: the linear layer that
+    reads the activation's output (BERT, RoBERTa, ELECTRA, XLM-R: ``.../output/dense``
+    outside attention), found by what feeds them, not by name."""
+    onnx = _fast("onnx")
+    graph = onnx.load(str(src), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    activations = {"Gelu", "Erf", "Relu", "FastGelu", "BiasGelu", "Tanh", "Sigmoid"}
+    found = []
+    for node in graph.node:
+        if node.op_type != "MatMul" or not node.input:
+            continue
+        seen, frontier = 0, [node.input[0]]
+        while frontier and seen < 6:  # a few ops back: Mul(0.5) <- Add <- Erf ...
+            prev = producer.get(frontier.pop())
+            seen += 1
+            if prev is None:
+                continue
+            if prev.op_type in activations:
+                found.append(node.name)
+                break
+            if prev.op_type in ("Mul", "Add", "Div", "Cast"):
+                frontier.extend(prev.input)
+    return found
+
+
+def _quantize_blockwise(src: Path, path: Path, block: int) -> None:
+    """Every linear layer with constant weights as ``MatMulNBits`` (8 bits, symmetric
+    scales per ``block`` input features, zero point 128, int8 activations per block)."""
+    onnx = _fast("onnx")
+    np = _fast("numpy")
+    numpy_helper, helper = onnx.numpy_helper, onnx.helper
+    model = onnx.load(str(src))
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        w = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        if w is None or len(w.dims) != 2:
+            nodes.append(node)
+            continue
+        arr = numpy_helper.to_array(w).astype(np.float32)
+        k, n = arr.shape
+        blocks = -(-k // block)
+        padded = np.zeros((n, blocks * block), np.float32)
+        padded[:, :k] = arr.T
+        shaped = padded.reshape(n, blocks, block)
+        scale = np.abs(shaped).max(axis=-1) / 127.0
+        scale[scale == 0] = 1.0
+        q = np.clip(np.rint(shaped / scale[..., None]), -127, 127).astype(np.int16) + 128
+        qt = numpy_helper.from_array(q.astype(np.uint8), f"{w.name}.q8")
+        st = numpy_helper.from_array(scale.reshape(-1).astype(np.float32), f"{w.name}.q8.scales")
+        graph.initializer.extend([qt, st])
+        nodes.append(
+            helper.make_node(
+                "MatMulNBits",
+                [node.input[0], qt.name, st.name],
+                list(node.output),
+                name=f"{node.name}.q8",
+                domain="com.microsoft",
+                K=k,
+                N=n,
+                bits=8,
+                block_size=block,
+                accuracy_level=4,
+            )
+        )
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {i for node in graph.node for i in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    with _staging(path) as staged:
+        onnx.save_model(
+            model,
+            str(staged),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_file(staged).name,
+            size_threshold=0,
+        )
+
+
+def _quantize_int8(src: Path, path: Path, variant: QuantVariant) -> None:
+    if variant.block_size:
+        _quantize_blockwise(src, path, variant.block_size)
+        return
     onnx = _fast("onnx")
     quantization = _fast("onnxruntime.quantization")
     QuantType, quantize_dynamic = quantization.QuantType, quantization.quantize_dynamic
+    exclude = _ffn_out_nodes(src) if variant.keep_ffn_out else []
     with _staging(path) as staged, _quiet():
         quantize_dynamic(
             src,
             staged,
             weight_type=QuantType.QInt8,
-            per_channel=True,
+            per_channel=variant.per_channel,
+            reduce_range=variant.reduce_range,
+            nodes_to_exclude=exclude,
             op_types_to_quantize=["MatMul"],
             use_external_data_format=True,  # weights in <name>.data (see _to_external_data)
             extra_options={
@@ -269,6 +426,16 @@ def _quantize_int8(src: Path, path: Path) -> None:
                 "DefaultTensorType": onnx.TensorProto.FLOAT,
             },
         )
+
+
+def quantized(fp32: Path, variant: QuantVariant) -> Path:
+    """The ``variant`` int8 model made from the fp32 export ``fp32`` (beside it, made if
+    absent): for benchmarks and tools that hold an export but not the torch model."""
+    target = fp32.with_name(f"model.{variant.name}.onnx")
+    with _export_lock:
+        if not _complete(target):
+            _quantize_int8(fp32, target, variant)
+    return target
 
 
 def remove_export(path: Path) -> None:
@@ -292,14 +459,17 @@ def ensure_onnx_model(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     digest: str | None = None,
+    variant: QuantVariant | None = None,
 ) -> Path:
-    """The path of the exported (and, for int8, quantized) model, exporting it if needed."""
+    """The path of the exported (and, for int8, quantized: ``variant``, by default the
+    first of :data:`VARIANTS`) model, exporting it if needed."""
     require_fast()
     with_token_types = "token_type_ids" in getattr(hf_tokenizer, "model_input_names", ())
     digest = digest or model_digest(hf_model)
     folder = cache_root(cache_dir) / "onnx" / digest
     fp32 = folder / "model.fp32.onnx"
-    target = folder / f"model.{precision}.onnx"
+    quant = variant or VARIANTS[0]
+    target = folder / ("model.fp32.onnx" if precision == "fp32" else f"model.{quant.name}.onnx")
     with _export_lock:
         if _complete(target):
             _touch(folder)
@@ -311,7 +481,7 @@ def ensure_onnx_model(
                 _export_fp32(hf_model, hf_tokenizer, fp32, with_token_types)
                 _check_export(hf_model, hf_tokenizer, fp32, with_token_types)
             if precision == "int8" and not _complete(target):
-                _quantize_int8(fp32, target)
+                _quantize_int8(fp32, target, quant)
             meta = {
                 "recipe": RECIPE,
                 "model_class": type(hf_model).__name__,

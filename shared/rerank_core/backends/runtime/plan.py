@@ -36,14 +36,19 @@ RUNTIMES = ("auto", "torch", "onnx")  # what a backend's ``runtime`` option take
 @dataclass(frozen=True, slots=True)
 class Choice:
     """One way to score: ``runtime`` at ``precision``, usable when the CPU has ``needs``
-    (``"int8_dot"``, ``"bf16"`` or nothing)."""
+    (``"int8_dot"``, ``"bf16"`` or nothing). ``guarded``: only where the model ranks like
+    fp32 with it (the fidelity guard, :mod:`~rerank_core.backends.runtime.guard`, decides at
+    load; else fp32 on the same runtime)."""
 
     runtime: Runtime
     precision: Precision
     needs: Literal["", "int8_dot", "bf16"] = ""
+    guarded: bool = False
 
     def why(self) -> str:
         lib = "ONNX Runtime" if self.runtime == "onnx" else "torch"
+        if self.guarded:
+            return f"{lib} {self.precision} where the fidelity guard finds it ranks like fp32"
         if self.needs == "int8_dot":
             return f"CPU has int8 dot products: {lib} {self.precision}"
         if self.needs == "bf16":
@@ -102,11 +107,13 @@ class SpeedRequest:
 
 @dataclass(frozen=True, slots=True)
 class SpeedPlan:
-    """How the backend will score: the runtime, the precision and why."""
+    """How the backend will score: the runtime, the precision and why. ``guarded``: the
+    precision is a candidate that the fidelity guard confirms or replaces by fp32."""
 
     runtime: Runtime
     precision: Precision
     reason: str
+    guarded: bool = False
 
 
 def onnx_installed() -> bool:
@@ -165,7 +172,12 @@ def plan_speed(
                 passed_over = " (onnxruntime is not installed)"
                 continue
             asked = f"runtime={runtime!r} asked for: " if runtime != "auto" else ""
-            return SpeedPlan(choice.runtime, choice.precision, asked + choice.why() + passed_over)
+            return SpeedPlan(
+                choice.runtime,
+                choice.precision,
+                asked + choice.why() + passed_over,
+                guarded=choice.guarded,
+            )
         return SpeedPlan("torch", "fp32", "torch fp32" + passed_over)
     if prec == "int8":
         return SpeedPlan("onnx", "int8", "int8 asked for: ONNX Runtime")
