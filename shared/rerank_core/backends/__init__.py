@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..types import Backend
+from .presets import PRESETS, with_preset_model
 
 __all__ = ["BACKENDS", "backend_class", "load_backend", "register_backend"]
 
@@ -21,6 +22,9 @@ BACKENDS: dict[str, str] = {
     "monot5": "rerank_core.backends.t5:MonoT5Backend",
     "rankt5": "rerank_core.backends.t5:RankT5Backend",
 }
+
+# presets (backends/presets.py): a backend with a default model
+BACKENDS.update({name: preset.target for name, preset in PRESETS.items()})
 
 
 def register_backend(name: str, target: str) -> None:
@@ -45,6 +49,7 @@ def backend_class(name: str) -> Any:
 def load_backend(name: str, **options: Any) -> Backend:
     """Build the backend registered under ``name`` with ``options``."""
     cls = backend_class(name)
+    options = with_preset_model(name, BACKENDS[name], options)
     _check_options(name, cls, options)
     backend: Backend = cls(**options)
     return backend

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from .. import deps
 from .._validate import int_at_least
 from ..types import Pair
+from ._heads import activation_name, one_score_head
 from .runtime import (
     Choice,
     Family,
@@ -79,7 +80,9 @@ class CrossEncoderBackend(LocalBackend):
     never depends on the other pairs of its batch. The fingerprint names the runtime
     and precision: caches of different modes never mix. Scores are raw logits (the
     model's activation is not applied); the engine's ``normalize="sigmoid"`` maps
-    them to 0–1. ``describe()`` tells the plan taken and why.
+    them to 0–1. ``describe()`` tells the plan taken and why. A two-logit head
+    (not relevant, relevant) scores ``logit[1] - logit[0]``, whose sigmoid is
+    ``predict(..., apply_softmax=True)[:, 1]`` (see :mod:`._heads`).
     """
 
     family = FAMILY
@@ -126,6 +129,9 @@ class CrossEncoderBackend(LocalBackend):
             if not owned:
                 ce, owned = copy.deepcopy(ce), True
             ce.max_seq_length = limit
+        labels = int(ce.num_labels)
+        ce, owned, self._head = one_score_head(ce, owned, model_id)  # two logits: l1 - l0
+        self._activation = activation_name(ce)
         model_device = str(ce.device)
         identity = torch.nn.Identity()
 
@@ -164,9 +170,14 @@ class CrossEncoderBackend(LocalBackend):
                 "revision": revision,
                 "weights": weights_digest(getattr(ce.config, "_name_or_path", None)),
                 "head": _head_digest(ce),  # before the ONNX path may free the weights
-                "num_labels": int(ce.num_labels),
+                "num_labels": labels,
             },
         )
+
+    def describe(self) -> dict[str, Any]:
+        """The runtime layer's facts plus ``head`` (how the score is read from the model's
+        logits) and ``model_activation`` (what ``CrossEncoder.predict`` applies to it)."""
+        return {**super().describe(), "head": self._head, "model_activation": self._activation}
 
 
 def _added_tokens(ce: Any) -> int:
