@@ -27,7 +27,7 @@ def test_spans_are_ordered_visible_and_cover_every_visible_character(text: str) 
 
 def test_pieces() -> None:
     w = WordTokenizer()
-    assert w.count("internationalization") == 4  # letters: five per token
+    assert w.count("internationalization") == 3  # letters: seven per token
     assert w.count("1234567") == 3  # digits: three per token
     assert w.count("東京は日本") == 5  # one per CJK / kana character
     assert w.count("e.g. α-helix!") == 8
@@ -37,12 +37,12 @@ def test_pieces() -> None:
         WordTokenizer(-1)
 
 
-def test_estimate_seldom_undercounts_a_real_subword_tokenizer(
+def test_estimate_is_calibrated_to_a_real_subword_tokenizer(
     minilm_bi_encoder_path: Path,
 ) -> None:
-    """Windows cut by the estimate must fit the real model: on the bundled SciFact
-    abstracts it should rarely count fewer tokens than BERT's WordPiece (a small
-    30k vocabulary, so a pessimistic reference) and never by much."""
+    """Windows cut by the estimate err on the side of whole windows (issue 14): on the
+    bundled SciFact abstracts it counts about as many tokens as BERT's WordPiece (a small
+    30k vocabulary, so a pessimistic reference), seldom far fewer, never far more."""
     from transformers import AutoTokenizer
 
     bert = AutoTokenizer.from_pretrained(str(minilm_bi_encoder_path))
@@ -51,6 +51,7 @@ def test_estimate_seldom_undercounts_a_real_subword_tokenizer(
     for text in sample_texts():
         real = len(bert(text, add_special_tokens=False)["input_ids"])
         ratios.append(w.count(text) / real)
-    assert min(ratios) > 0.93
-    assert sum(r < 1.0 for r in ratios) <= len(ratios) * 0.03
-    assert 1.0 < statistics.median(ratios) < 1.3  # not wastefully small windows either
+    ratios.sort()
+    assert 0.95 < statistics.median(ratios) < 1.08
+    assert ratios[len(ratios) // 20] > 0.85  # few windows overflow, and not by much
+    assert ratios[-1] < 1.3  # no wastefully small windows

@@ -17,33 +17,34 @@ the API as for local models.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import logging
 import math
 import os
-import random
 import threading
 import time
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..deps import require
-from ..errors import (
-    APIError,
-    APITimeoutError,
-    AuthenticationError,
-    ConfigError,
-    RateLimitError,
-)
+from ..errors import APIError, ConfigError
 from ..types import Pair, ScoreScale, Tokenizer
 from ._base import BackendBase
-from ._words import WordTokenizer
-from .runtime.hf import HFTokenizer, fingerprint_of
+from ._http import (
+    Failure,
+    RetryPolicy,
+    Secret,
+    body_text,
+    build_tokenizer,
+    check_url,
+    clean_url,
+    group_requests,
+    positive,
+    status_failure,
+    transport_failure,
+)
+from .runtime.hf import fingerprint_of
 
 __all__ = ["DEFAULT_MODEL", "MAX_DOCS_PER_REQUEST", "CohereBackend"]
 
@@ -52,7 +53,6 @@ MAX_DOCS_PER_REQUEST = 1000  # Cohere: "we recommend against sending more than 1
 _COHERE_URL = "https://api.cohere.com"
 _NO_KEY = "EMPTY"  # sent to self-hosted servers that need no key (the SDK requires one)
 _ASYNC_CONCURRENCY = 4  # requests in flight at once from one ascore_pairs call
-_MAX_BACKOFF = 30.0
 
 logger = logging.getLogger("crossrank")
 
@@ -67,81 +67,9 @@ def _model_limits(model: str) -> tuple[int, int]:
     return 512, 4  # unknown (e.g. a self-hosted cross-encoder): a typical 512-token model
 
 
-class _Secret:
-    """Holds the API key; its repr never shows it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-    __str__ = __repr__
-
-
-def _clean_url(url: str) -> str:
-    """``url`` without credentials, query or trailing slash (safe to show and to key on)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-
-
 def _is_cohere(url: str) -> bool:
     host = (urlsplit(url).hostname or "").lower()
     return host.endswith(("cohere.com", "cohere.ai"))
-
-
-def _positive(name: str, value: object, *, minimum: float = 0.0, integer: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
-    if not ok or not value >= minimum:  # type: ignore[operator]
-        what = "an int" if integer else "a number"
-        raise ConfigError(f"{name} must be {what} >= {minimum:g}, got {value!r}")
-
-
-class _FastTokenizer:
-    """A ``tokenizers.Tokenizer`` with the two members :class:`HFTokenizer` reads from a
-    transformers fast tokenizer."""
-
-    def __init__(self, tok: Any) -> None:
-        self.backend_tokenizer = tok
-
-    def num_special_tokens_to_add(self, pair: bool = False) -> int:
-        post = self.backend_tokenizer.post_processor
-        return 0 if post is None else int(post.num_special_tokens_to_add(pair))
-
-
-def _named_tokenizer(name: str) -> _FastTokenizer:
-    """The fast tokenizer (``tokenizer.json``) of a Hugging Face model, by local path or hub
-    id, loaded with ``tokenizers`` and ``huggingface_hub``: the cohere SDK depends on both, so
-    the ``cohere`` extra is all this option needs (no transformers, no torch)."""
-    purpose = f"the cohere backend's tokenizer={name!r} option"
-    tokenizers = require("tokenizers", extra="cohere", purpose=purpose)
-    path = Path(name).expanduser()
-    try:
-        if path.is_dir():
-            path = path / "tokenizer.json"
-            if not path.is_file():
-                raise ConfigError(
-                    f"tokenizer {name!r} has no tokenizer.json (a fast tokenizer, whose offsets "
-                    "cut the windows); pass a loaded fast tokenizer object as tokenizer=... instead"
-                )
-        elif not path.is_file():
-            hub = require("huggingface_hub", extra="cohere", purpose=purpose)
-            path = Path(hub.hf_hub_download(repo_id=name, filename="tokenizer.json"))
-        return _FastTokenizer(tokenizers.Tokenizer.from_file(str(path)))
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(
-            f"could not load tokenizer {name!r}: {type(exc).__name__}: {str(exc).strip()}"
-        ) from exc
 
 
 class CohereBackend(BackendBase[Tokenizer]):
@@ -196,15 +124,12 @@ class CohereBackend(BackendBase[Tokenizer]):
         model = DEFAULT_MODEL if model is None else model
         if not isinstance(model, str) or not model.strip():
             raise ConfigError(f"model must be a non-empty string, got {model!r}")
-        _positive("timeout", timeout, minimum=0.001)
-        _positive("max_retries", max_retries, integer=True)
-        _positive("backoff", backoff)
-        _positive("max_retry_wait", max_retry_wait)
-        _positive("max_docs_per_request", max_docs_per_request, minimum=1, integer=True)
+        self._retry = RetryPolicy.checked(timeout, max_retries, backoff, max_retry_wait)
+        positive("max_docs_per_request", max_docs_per_request, minimum=1, integer=True)
         if max_length is not None:
-            _positive("max_length", max_length, minimum=16, integer=True)
+            positive("max_length", max_length, minimum=16, integer=True)
         if max_tokens_per_doc is not None:
-            _positive("max_tokens_per_doc", max_tokens_per_doc, minimum=1, integer=True)
+            positive("max_tokens_per_doc", max_tokens_per_doc, minimum=1, integer=True)
 
         self._cohere = cohere
         self._httpx = httpx
@@ -217,18 +142,14 @@ class CohereBackend(BackendBase[Tokenizer]):
         self.max_docs_per_request = max_docs_per_request
 
         url = base_url if base_url is not None else os.environ.get("CO_API_URL") or None
-        if url is not None and (
-            not isinstance(url, str)
-            or urlsplit(url).scheme not in ("http", "https")
-            or not urlsplit(url).hostname
-        ):
-            raise ConfigError(f"base_url must be an http(s) URL, got {url!r}")
+        if url is not None:
+            check_url(url)
         self._base_url = url
-        self.base_url = _clean_url(url) if url is not None else _COHERE_URL
+        self.base_url = clean_url(url) if url is not None else _COHERE_URL
         self._key = self._resolve_key(api_key, needs_key=(url is None or _is_cohere(url)))
 
         context, special = _model_limits(model)
-        self._tokenizer = self._build_tokenizer(tokenizer, special)
+        self._tokenizer = build_tokenizer(tokenizer, special, extra="cohere", backend="cohere")
         special = int(self._tokenizer.pair_special_tokens)
         limit = max_length if max_length is not None else context
         if max_tokens_per_doc is not None:
@@ -295,38 +216,23 @@ class CohereBackend(BackendBase[Tokenizer]):
     # ------------------------------------------------------------------ set-up
 
     @staticmethod
-    def _resolve_key(api_key: Any, *, needs_key: bool) -> _Secret | None:
+    def _resolve_key(api_key: Any, *, needs_key: bool) -> Secret | None:
         if api_key is not None:
             getter = getattr(api_key, "get_secret_value", None)  # pydantic SecretStr
             value = getter() if callable(getter) else api_key
             if not isinstance(value, str) or not value.strip():
                 raise ConfigError("api_key must be a non-empty string")
-            return _Secret(value.strip())
+            return Secret(value.strip())
         for var in ("CO_API_KEY", "COHERE_API_KEY"):
             value = os.environ.get(var, "").strip()
             if value:
-                return _Secret(value)
+                return Secret(value)
         if needs_key:
             raise ConfigError(
                 "no Cohere API key: pass api_key=..., or set CO_API_KEY or COHERE_API_KEY "
                 "(a self-hosted server given as base_url=... needs none)"
             )
         return None
-
-    @staticmethod
-    def _build_tokenizer(tokenizer: Any, special: int) -> Tokenizer:
-        if isinstance(tokenizer, str) and tokenizer == "words":
-            return WordTokenizer(pair_special_tokens=special)
-        if isinstance(tokenizer, str):
-            return HFTokenizer(_named_tokenizer(tokenizer))
-        if getattr(tokenizer, "backend_tokenizer", None) is not None:
-            return HFTokenizer(tokenizer)
-        if isinstance(tokenizer, Tokenizer):
-            return tokenizer
-        raise ConfigError(
-            "tokenizer must be 'words', a Hugging Face tokenizer name or path, a fast tokenizer, "
-            f"or an object with pair_special_tokens and token_spans; got {type(tokenizer).__name__}"
-        )
 
     def _token(self) -> str:
         return self._key.get() if self._key is not None else _NO_KEY
@@ -371,15 +277,7 @@ class CohereBackend(BackendBase[Tokenizer]):
 
     def _requests(self, pairs: Sequence[Pair]) -> list[tuple[str, list[int]]]:
         """One (query, positions) per request: pairs grouped by query, in chunks."""
-        groups: dict[str, list[int]] = {}
-        for i, (query, _) in enumerate(pairs):
-            groups.setdefault(query, []).append(i)
-        step = self.max_docs_per_request
-        return [
-            (query, positions[s : s + step])
-            for query, positions in groups.items()
-            for s in range(0, len(positions), step)
-        ]
+        return group_requests(pairs, self.max_docs_per_request)
 
     def _kwargs(self, query: str, docs: list[str]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -482,87 +380,32 @@ class CohereBackend(BackendBase[Tokenizer]):
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float:
         """Seconds to wait before retrying after ``exc``, or raise the error to report."""
-        failure = self._classify(exc)
-        attempts = attempt + 1
-        message = failure.message
-        if failure.retryable and attempt < self.max_retries:
-            wait = failure.wait
-            if wait is None:
-                wait = min(_MAX_BACKOFF, self.backoff * 2.0**attempt) * (0.5 + random.random() / 2)
-            if wait <= self.max_retry_wait:
-                logger.warning(
-                    "%s; retry %d of %d in %.2fs", message, attempts, self.max_retries, wait
-                )
-                return wait
-            message += (
-                f"; the server asked to wait {wait:g}s, more than max_retry_wait="
-                f"{self.max_retry_wait:g}s"
-            )
-        elif failure.retryable:
-            message += f" (after {attempts} attempt{'s' if attempts > 1 else ''})"
-        raise failure.kind(message, status_code=failure.status) from _cause(exc)
+        return self._retry.delay(self._classify(exc), attempt, _cause(exc))
 
-    def _classify(self, exc: Exception) -> _Failure:
+    def _classify(self, exc: Exception) -> Failure:
         """What went wrong: the error type and message, and whether and when to retry."""
-        httpx = self._httpx
         where = self._where()
-        if isinstance(exc, httpx.TimeoutException):
-            return _Failure(APITimeoutError, f"{where} did not answer within {self.timeout:g}s")
-        if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError)):
-            detail = self._redact(f"{type(exc).__name__}: {exc}")
-            return _Failure(APIError, f"{where} could not be reached: {detail}")
+        detail = self._redact(f"{type(exc).__name__}: {exc}")
+        transport = transport_failure(self._httpx, exc, where, self.timeout, detail)
+        if transport is not None:
+            return transport
         if isinstance(exc, self._cohere.core.parse_error.ParsingError):
-            return _Failure(
+            return Failure(
                 APIError, f"{where} sent a response of an unexpected shape", retryable=False
             )
         if not isinstance(exc, self._cohere.core.api_error.ApiError):
             detail = self._redact(f"{type(exc).__name__}: {exc}")
-            return _Failure(APIError, f"{where} failed: {detail}", retryable=False)
+            return Failure(APIError, f"{where} failed: {detail}", retryable=False)
         status = exc.status_code
-        detail = self._redact(_body_text(exc.body))
+        detail = self._redact(body_text(exc.body))
         if status is not None and 200 <= status < 300:
-            return _Failure(
+            return Failure(
                 APIError,
                 f"{where} sent a response that is not valid JSON: {detail}",
                 status=status,
                 retryable=False,
             )
-        if status in (401, 403, 498):
-            return _Failure(
-                AuthenticationError,
-                f"{where} refused the API key (HTTP {status}): {detail}",
-                status=status,
-                retryable=False,
-            )
-        if status == 429:
-            return _Failure(
-                RateLimitError,
-                f"{where} is rate limiting (HTTP 429): {detail}",
-                status=429,
-                wait=_retry_after(exc.headers),
-            )
-        if status is not None and (status >= 500 or status == 408):
-            return _Failure(
-                APIError,
-                f"{where} failed (HTTP {status}): {detail}",
-                status=status,
-                wait=_retry_after(exc.headers),
-            )
-        return _Failure(
-            APIError,
-            f"{where} rejected the request (HTTP {status}): {detail}",
-            status=status,
-            retryable=False,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    kind: type[APIError]
-    message: str
-    status: int | None = None
-    retryable: bool = True
-    wait: float | None = None  # seconds the server asked for (Retry-After)
+        return status_failure(status, detail, exc.headers, where)
 
 
 def _cause(exc: Exception) -> Exception | None:
@@ -570,44 +413,3 @@ def _cause(exc: Exception) -> Exception | None:
     response body and headers in their text) are not."""
     module = type(exc).__module__
     return None if module.startswith("cohere") else exc
-
-
-def _body_text(body: Any) -> str:
-    if isinstance(body, dict):
-        for key in ("message", "detail", "error"):
-            value = body.get(key)
-            if isinstance(value, dict):
-                value = value.get("message", value)
-            if value:
-                return str(value)
-        return json.dumps(body, default=str)
-    return "" if body is None else str(body)
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds asked for by ``Retry-After`` (seconds or an HTTP date) or ``Retry-After-Ms``."""
-    if not headers:
-        return None
-    lower = {str(k).lower(): str(v) for k, v in dict(headers).items()}
-    ms = lower.get("retry-after-ms")
-    if ms is not None:
-        try:
-            value = float(ms) / 1000.0
-        except ValueError:
-            value = math.nan
-        if math.isfinite(value) and value >= 0:
-            return value
-    raw = lower.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        value = when.timestamp() - time.time()
-    if not math.isfinite(value):
-        return None
-    return max(0.0, value)
