@@ -139,8 +139,9 @@ def test_fingerprint_tells_random_heads_apart(
     """A checkpoint without a trained head gets a new random head per load: no shared cache."""
     from rerank_core.backends.cross_encoder import CrossEncoderBackend
 
-    a = CrossEncoderBackend(str(minilm_bi_encoder_path), precision="fp32")
-    b = CrossEncoderBackend(str(minilm_bi_encoder_path), precision="fp32")
+    bi = str(minilm_bi_encoder_path)  # untrained: allowed here, and torch (no export)
+    a = CrossEncoderBackend(bi, precision="fp32", runtime="torch", allow_untrained=True)
+    b = CrossEncoderBackend(bi, precision="fp32", runtime="torch", allow_untrained=True)
     assert a.fingerprint != b.fingerprint
     c = CrossEncoderBackend(str(minilm_path), precision="fp32")
     d = CrossEncoderBackend(str(minilm_path), precision="fp32")

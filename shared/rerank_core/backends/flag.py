@@ -44,6 +44,12 @@ from .runtime import (
     resolve_device,
     weights_digest,
 )
+from .runtime.untrained import (
+    check_allow_untrained,
+    head_digest,
+    missing_head_weights,
+    refuse_untrained,
+)
 
 __all__ = ["DEFAULT_MODEL", "FAMILY", "FlagRerankerBackend"]
 
@@ -89,6 +95,12 @@ class FlagRerankerBackend(LocalBackend):
     threads for ONNX Runtime (default: the usable cores). ``onnx_cache_dir``: where
     exports are kept. A GPU always runs torch (``fp16=True`` or ``precision="fp16"``
     for half precision). ``describe()`` tells the plan taken and why.
+
+    A checkpoint without score-head weights (a base XLM-R or BERT, a bi-encoder) gets a
+    new random head on every load: refused with
+    :class:`~rerank_core.errors.UntrainedModelError` unless ``allow_untrained=True``
+    (plumbing tests only; a warning, ``untrained: True`` in ``describe()``, ONNX exports
+    in a temporary directory removed on ``close()`` or at exit, never cached).
     """
 
     family = FAMILY
@@ -107,7 +119,9 @@ class FlagRerankerBackend(LocalBackend):
         revision: str | None = None,
         trust_remote_code: bool = False,
         cache_dir: str | None = None,
+        allow_untrained: bool = False,
     ) -> None:
+        allow_untrained = check_allow_untrained(allow_untrained)
         if not isinstance(device, (str, type(None))):
             raise ConfigError(
                 f"device must be one device name such as 'cpu' or 'cuda:0', got {device!r}; "
@@ -191,6 +205,11 @@ class FlagRerankerBackend(LocalBackend):
             query_max_tokens=int(query_max) if query_max else limit * 3 // 4,
         )
         loaded_from = getattr(hf_model, "name_or_path", None)
+        weights_dir = local_weights_dir(model_id, revision, cache_dir, loaded_from, extra="bge")
+        missing = missing_head_weights(hf_model, weights_dir)
+        untrained = refuse_untrained(
+            model_id, missing, allow_untrained=allow_untrained, checkpoint=weights_dir
+        )
         self._start(
             LoadedModel(
                 model_id=model_id,
@@ -200,6 +219,7 @@ class FlagRerankerBackend(LocalBackend):
                 device=on_device,
                 owned=owned,
                 keep=keep,
+                untrained=untrained,
             ),
             request,
             encoding,
@@ -208,9 +228,9 @@ class FlagRerankerBackend(LocalBackend):
             fingerprint={
                 "model": model_id,
                 "revision": revision,
-                "weights": weights_digest(
-                    local_weights_dir(model_id, revision, cache_dir, loaded_from, extra="bge")
-                ),
+                "weights": weights_digest(weights_dir),
+                # a random head is new on every load: no two loads share cached scores
+                **({"head": head_digest(hf_model, missing)} if untrained else {}),
             },
         )
 

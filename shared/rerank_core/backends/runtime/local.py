@@ -32,6 +32,7 @@ from .onnx_export import OnnxExportError
 from .overhead import pair_added_tokens
 from .plan import Precision, SpeedPlan, SpeedPolicy, SpeedRequest, plan_speed
 from .runners import OnnxRunner, PairEncoding, Runner, TorchRunner
+from .untrained import ScratchDir
 
 __all__ = ["Family", "LoadedModel", "LocalBackend"]
 
@@ -61,7 +62,9 @@ class LoadedModel:
     transformers model and fast tokenizer (``hf_model=None``: it cannot be exported to
     ONNX, ``not_exportable`` says why). ``owned``: the backend loaded it itself (else it
     is the caller's: never converted or freed). ``keep``: the dtype of a caller's model
-    that is used as it is.
+    that is used as it is. ``untrained``: its score head was initialised at random on
+    load (allowed by the caller): its ONNX export goes to a scratch directory removed on
+    ``close()``/exit, never to the export cache, and ``describe()`` says so.
     """
 
     model_id: str
@@ -72,6 +75,7 @@ class LoadedModel:
     owned: bool
     keep: Precision | None = None
     not_exportable: str = ""
+    untrained: bool = False
 
 
 class LocalBackend(BackendBase[SpanMemo]):
@@ -114,7 +118,11 @@ class LocalBackend(BackendBase[SpanMemo]):
         )
         self._threads = request.num_threads or default_threads()
         runner: Runner | None = None
+        self._untrained = loaded.untrained
+        self._scratch = ScratchDir(self) if loaded.untrained else None
         if plan.runtime == "onnx":
+            if self._scratch is not None:  # never cached: a random head is new on every load
+                onnx_cache_dir = self._scratch.path
             runner, plan = self._start_onnx(loaded, plan, request, encoding, onnx_cache_dir)
         if runner is None:
             module = _in_dtype(loaded.module, plan.precision, owned=loaded.owned)
@@ -253,7 +261,8 @@ class LocalBackend(BackendBase[SpanMemo]):
         ``num_threads``, ``onnx_model_path`` (``None`` on torch), ``score_scale``,
         ``max_length``, ``pair_tokens`` (what the backend adds around each pair), ``cpu``
         and ``cpu_flags`` (the speed-relevant CPU features; ``None`` off the CPU) and
-        ``fingerprint``."""
+        ``fingerprint``. ``untrained``: a random score head,
+        allowed by ``allow_untrained=True``."""
         path = self._runner.onnx_path
         info, on_cpu = cpu_info(), self._device == "cpu"
         return {
@@ -271,12 +280,16 @@ class LocalBackend(BackendBase[SpanMemo]):
             "cpu": info.model if on_cpu else None,
             "cpu_flags": cpu_flags_summary(info.flags) if on_cpu else None,
             "fingerprint": self._fingerprint,
+            "untrained": self._untrained,
         }
 
     def close(self) -> None:
         """Stop the ONNX worker threads (they also stop with the process); the backend
-        still scores afterwards (the threads start again when needed)."""
+        still scores afterwards (the threads start again when needed). An untrained model's
+        scratch export directory is removed."""
         self._runner.close()
+        if self._scratch is not None:
+            self._scratch.remove()
 
     def __repr__(self) -> str:
         return (
