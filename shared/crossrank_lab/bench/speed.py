@@ -922,13 +922,6 @@ def run(args: argparse.Namespace) -> int:
     cores = usable_cores()
     load1_before = load_average()
     busy = busy_machine(load1_before, cores)
-    if busy:
-        print(
-            f"WARNING: {BUSY_WARNING} (1-minute load average {load1_before:.2f} > 0.5 × "
-            f"{cores} cores)",
-            file=sys.stderr,
-            flush=True,
-        )
     fidelity_queries = getattr(args, "fidelity_queries", None) or args.queries
     inputs = load_inputs(  # bad --data is reported before anything heavy is imported
         args.data,
@@ -937,6 +930,13 @@ def run(args: argparse.Namespace) -> int:
         args.callers,
         args.caller_passages,
     )
+    if busy:  # after the checks of the arguments: a bad one is the first line
+        print(
+            f"WARNING: {BUSY_WARNING} (1-minute load average {load1_before:.2f} > 0.5 × "
+            f"{cores} cores)",
+            file=sys.stderr,
+            flush=True,
+        )
     fid_jobs = inputs.jobs[:fidelity_queries]
     fid_judged = inputs.judged[:fidelity_queries]
     inputs.jobs = inputs.jobs[: args.queries]

@@ -149,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
     cores = usable_cores()
     load1_before = load_average()
     busy = busy_machine(load1_before, cores)
+    inputs = load_inputs(args.data, args.queries, args.candidates)
     if busy:
         print(
             f"WARNING: {BUSY_WARNING} (1-minute load average {load1_before:.2f} > 0.5 × "
@@ -158,7 +159,6 @@ def _run(args: argparse.Namespace) -> int:
         )
     if counts[-1] > cores:
         print(f"note: {counts[-1]} threads on {cores} usable cores", file=sys.stderr)
-    inputs = load_inputs(args.data, args.queries, args.candidates)
     from rerank_core import Reranker
 
     from .speed import resolve_model, time_systems
