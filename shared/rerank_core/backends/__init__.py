@@ -17,6 +17,7 @@ BACKENDS: dict[str, str] = {
     "cross-encoder": "rerank_core.backends.cross_encoder:CrossEncoderBackend",
     "bge": "rerank_core.backends.flag:FlagRerankerBackend",
     "cohere": "rerank_core.backends.cohere:CohereBackend",
+    "tei": "rerank_core.backends.tei:TEIBackend",
     "qwen3": "rerank_core.backends.llm:Qwen3RerankerBackend",
     "bge-gemma": "rerank_core.backends.llm:GemmaRerankerBackend",
     "monot5": "rerank_core.backends.t5:MonoT5Backend",
