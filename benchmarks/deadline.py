@@ -55,6 +55,7 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--deadline-ms", type=float, default=300.0)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--no-baseline", action="store_true", help="skip the pass without deadline")
     args = p.parse_args()
     dataset, first, backend = load(args)
     from rerank_core import Reranker

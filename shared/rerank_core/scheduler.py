@@ -21,11 +21,13 @@ generation, so no caller waits behind more than one generation of others.
   task); the worker survives and serves the callers that come next.
 * Model calls happen on the worker thread only, one at a time: the backend never
   sees two batches at once (no tokenizer "Already borrowed", no oversubscribed cores).
-* A caller with a :class:`~rerank_core.deadline.Deadline` stops waiting when it passes
-  and takes what was scored so far (NaN for the rest); its remaining pairs are dropped
-  like a cancelled caller's. While such a caller waits, its generation's batches follow
-  the callers' own order (:func:`~rerank_core.deadline.priority_batches`), so each
-  caller's first candidates are scored first.
+* A caller with a :class:`~rerank_core.deadline.Deadline` stops waiting when it passes —
+  after the model batch holding some of its pairs, if one is running, so that work is not
+  lost (deadline plus at most one batch) — and takes what was scored so far (NaN for the
+  rest); its remaining pairs are dropped like a cancelled caller's. While such a caller
+  waits, its generation's batches follow the callers' own order
+  (:func:`~rerank_core.deadline.priority_batches`), so each caller's first candidates are
+  scored first.
 """
 
 from __future__ import annotations
@@ -74,9 +76,11 @@ class _Request:
     scores: list[float] = field(default_factory=list)
     left: int = 0
     deadline: Deadline | None = None
+    idle: threading.Event = field(default_factory=threading.Event)  # no batch of it running
 
     def dead(self) -> bool:
-        return self.future.done()
+        """Resolved, failed or cancelled, or past its deadline (no batch starts for it)."""
+        return self.future.done() or (self.deadline is not None and self.deadline.passed())
 
 
 _batchers: weakref.WeakSet[MicroBatcher] = weakref.WeakSet()
@@ -148,6 +152,7 @@ class MicroBatcher:
             raise ValueError(f"{len(pairs)} pairs but {len(lengths)} lengths")
         fut: Future[list[float]] = Future()
         req = _Request(list(pairs), [max(1, int(n)) for n in lengths], fut, deadline=deadline)
+        req.idle.set()
         if not pairs:
             fut.set_result([])
             return req
@@ -175,8 +180,9 @@ class MicroBatcher:
         try:
             return fut.result(timeout=None if deadline is None else deadline.left())
         except FutureTimeout:
+            req.idle.wait()  # a batch with our pairs is running: let it finish (one batch)
             if fut.cancel():
-                return list(req.scores)  # what was scored before the deadline
+                return list(req.scores)  # what was scored by the deadline
             return fut.result()
         except BaseException:
             fut.cancel()  # interrupted while waiting (Ctrl-C): withdraw the request
@@ -201,8 +207,10 @@ class MicroBatcher:
         except BaseException:
             req.future.cancel()  # the awaiting task was cancelled: withdraw the request
             raise
-        if not done and req.future.cancel():
-            return list(req.scores)  # what was scored before the deadline
+        if not done:
+            await asyncio.to_thread(req.idle.wait)  # a running batch with our pairs finishes
+            if req.future.cancel():
+                return list(req.scores)  # what was scored by the deadline
         return await waiting
 
     @property
@@ -283,17 +291,14 @@ class MicroBatcher:
             if not batch:
                 continue
             ran += 1
+            inside = list({id(r): r for s in batch for r, _ in users[s]}.values())
+            for req in inside:
+                req.idle.clear()
             try:
-                got = self._run_batch([pairs[s] for s in batch], [lengths[s] for s in batch])
-            except Exception as exc:
-                self._isolate(batch, pairs, lengths, users, exc)
-                continue
-            for s, score in zip(batch, got, strict=True):
-                for req, pos in users[s]:
-                    req.scores[pos] = score
-                    req.left -= 1
-                    if req.left == 0:
-                        _resolve(req)
+                self._run_and_deliver(batch, pairs, lengths, users)
+            finally:
+                for req in inside:
+                    req.idle.set()
         old = self._stats
         self._stats = BatcherStats(
             requests=old.requests + len(live),
@@ -303,6 +308,25 @@ class MicroBatcher:
             deduplicated=old.deduplicated + n_items - len(pairs),
             max_requests_per_generation=max(old.max_requests_per_generation, len(live)),
         )
+
+    def _run_and_deliver(
+        self,
+        batch: list[int],
+        pairs: list[Pair],
+        lengths: list[int],
+        users: list[list[tuple[_Request, int]]],
+    ) -> None:
+        try:
+            got = self._run_batch([pairs[s] for s in batch], [lengths[s] for s in batch])
+        except Exception as exc:
+            self._isolate(batch, pairs, lengths, users, exc)
+            return
+        for s, score in zip(batch, got, strict=True):
+            for req, pos in users[s]:
+                req.scores[pos] = score
+                req.left -= 1
+                if req.left == 0:
+                    _resolve(req)
 
     def _isolate(
         self,

@@ -231,6 +231,22 @@ def test_deadline_with_a_truly_async_backend() -> None:
     check_deadline_result(out, took, texts=MANY)
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["micro-batched", "direct"])
+def test_a_batch_slower_than_the_deadline_still_counts(shared: bool) -> None:
+    """The batch running at the deadline finishes and its scores are used: deadline plus
+    one batch, never a wasted batch."""
+    rr = Reranker(SlowKeyword(0.4, shared=shared), batch_size=4, cache=None)
+    for call in (
+        lambda: rr.rerank("cat", MANY, deadline_ms=150),
+        lambda: asyncio.run(rr.arerank("cat", MANY, deadline_ms=150)),
+    ):
+        t0 = time.perf_counter()
+        out = call()
+        assert time.perf_counter() - t0 < 0.15 + 0.4 + SLACK
+        assert len(MANY) - out.unscored == 4  # the first batch: the first four texts
+        assert sorted(r.index for r in out if r.scored) == [0, 1, 2, 3]
+
+
 def test_engine_default_deadline_and_no_caching_of_unscored() -> None:
     rr = Reranker(SlowKeyword(DELAY), batch_size=4, deadline_ms=DEADLINE_MS)
     first = rr.rerank("cat", MANY)
