@@ -23,9 +23,12 @@ The tokenizer files are written so that both libraries cut pairs where
 to the longest pair of a batch: a checkpoint's ``tokenizer.json`` may carry a shorter
 fixed truncation and padding that fastembed would otherwise honour.
 
-``<root>`` is ``<bench cache>/peers/<digest>``, where the digest covers the weights,
-the config, :data:`RECIPE` and the torch and onnxruntime versions: a folder is written
-once (in a private folder moved into place) and reused by every later run.
+``<root>`` is ``<bench cache>/peers/<key>``, where the key covers :data:`RECIPE`, the
+torch, onnx and onnxruntime versions and the model: for a local directory its config
+files and its weight files' names, sizes and modification times (nothing is loaded to
+find an existing export, so a peer row's peak memory is the peer's own), for a hub id
+the loaded weights and config. A folder is written once (in a private folder moved into
+place, with ``peers.json`` naming its parts) and reused by every later run.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from typing import Any
 
 from rerank_core.errors import MissingDependencyError
 
-from .._support import installed, require
+from .._support import installed, model_digest, require
 from .common import cache_dir
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "flashrank_scorer",
 ]
 
+MANIFEST = "peers.json"
 RECIPE = "crossrank-peers-v1:opset17:eager:fp32|int8-quantize_dynamic-defaults-per-tensor"
 FASTEMBED_FILE = "onnx/model.onnx"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -92,6 +96,44 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         root.setLevel(level)
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in ("torch", "onnx", "onnxruntime"):
+        try:
+            out.append(f"{dist}={version(dist)}")
+        except PackageNotFoundError:
+            out.append(f"{dist}=absent")
+    return ",".join(out)
+
+
+def _local_key(model: str) -> str | None:
+    """The cache key of a local model directory without loading it; None for a hub id."""
+    if not Path(model).is_dir():
+        return None
+    h = hashlib.sha256(f"{RECIPE}\0{_versions()}\0{model_digest(model)}".encode())
+    return h.hexdigest()[:20]
+
+
+def _read_manifest(root: Path) -> PeerModels | None:
+    """A complete export in ``root`` (its ``peers.json`` and the files it names), or None."""
+    try:
+        facts = json.loads((root / MANIFEST).read_text())
+        peers = PeerModels(
+            root=root,
+            fastembed_dir=root / "fastembed",
+            flashrank_cache=root / "flashrank",
+            flashrank_name=str(facts["flashrank_name"]),
+            flashrank_file=str(facts["flashrank_file"]),
+            max_length=int(facts["max_length"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    done = (peers.fastembed_dir / FASTEMBED_FILE).is_file() and peers.flashrank_path.is_file()
+    return peers if done else None
 
 
 def _digest(hf_model: Any) -> str:
@@ -211,6 +253,11 @@ def _quantize_stock(src: Path, dst: Path) -> None:
 def export_peer_models(model: str, root: Path | None = None) -> PeerModels:
     """Export ``model`` (a cross-encoder directory or cached hub id) for fastembed and
     FlashRank once; the folders (reused when already there)."""
+    key = _local_key(model)
+    if key is not None:
+        found = _read_manifest(root or cache_dir() / "peers" / key)
+        if found is not None:
+            return found
     require("transformers", extra="minilm", purpose="the ONNX peers' export")
     require("onnxruntime", extra="fast", purpose="the ONNX peers' export")
     require("onnx", extra="fast", purpose="the ONNX peers' export")
@@ -218,9 +265,12 @@ def export_peer_models(model: str, root: Path | None = None) -> PeerModels:
 
     hf_tokenizer = AutoTokenizer.from_pretrained(model)
     hf_model = AutoModelForSequenceClassification.from_pretrained(model).eval()
-    digest = _digest(hf_model)
-    root = root or cache_dir() / "peers" / digest
-    name = f"crossrank-bench-{digest[:12]}"
+    key = key or _digest(hf_model)
+    root = root or cache_dir() / "peers" / key
+    found = _read_manifest(root)
+    if found is not None:
+        return found
+    name = f"crossrank-bench-{key[:12]}"
     file = f"flashrank-{name}_Q.onnx"
     max_length = _max_length(hf_model, hf_tokenizer)
     peers = PeerModels(
@@ -231,8 +281,6 @@ def export_peer_models(model: str, root: Path | None = None) -> PeerModels:
         flashrank_file=file,
         max_length=max_length,
     )
-    if (peers.fastembed_dir / FASTEMBED_FILE).is_file() and peers.flashrank_path.is_file():
-        return peers
     root.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
@@ -244,10 +292,16 @@ def export_peer_models(model: str, root: Path | None = None) -> PeerModels:
         _quantize_stock(fe / FASTEMBED_FILE, fr / file)
         for folder in (fe, fr):
             _write_tokenizer(hf_tokenizer, hf_model, folder, max_length)
-        if root.exists():  # a concurrent run finished first: its files are the same
-            shutil.rmtree(stage)
-        else:
+        manifest = {"flashrank_name": name, "flashrank_file": file, "max_length": max_length}
+        manifest["recipe"] = RECIPE
+        manifest["model"] = model
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        if root.exists() and _read_manifest(root) is None:  # an old, incomplete export
+            shutil.rmtree(root, ignore_errors=True)
+        try:
             os.replace(stage, root)
+        except OSError:  # a concurrent run finished first: its files are the same
+            shutil.rmtree(stage, ignore_errors=True)
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
