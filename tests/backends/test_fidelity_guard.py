@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from helpers import need
 from rerank_core.backends.runtime import fidelity, guard
 from rerank_core.backends.runtime.cpu import CpuInfo
 from rerank_core.backends.runtime.onnx_export import VARIANTS, QuantVariant
@@ -107,8 +108,8 @@ def test_guard_takes_the_first_variant_that_passes_and_caches_it(
             tmp_path, reference=reference, quantize=quantize, scorer_for=scorer_for, info=CPU
         )
     assert v.variant == "int8-ffn32"
-    assert [t["variant"] for t in v.tried] == ["int8", "int8-rr", "int8-ffn32"]
-    assert v.tried[0]["failures"] and not v.tried[2]["failures"]
+    assert [t["variant"] for t in v.tried] == ["int8", "int8-ffn32"]
+    assert v.tried[0]["failures"] and not v.tried[1]["failures"]
     # failed variants are deleted, the chosen one kept
     assert not (tmp_path / "model.int8.onnx").exists()
     assert (tmp_path / "model.int8-ffn32.onnx").exists()
@@ -162,3 +163,80 @@ def test_the_probe_has_groups_and_long_pairs() -> None:
     pairs, groups = probe.pairs(), probe.group_slices()
     assert len(groups) >= 20 and groups[-1].stop < len(pairs)
     assert all(g.stop - g.start >= 8 for g in groups)
+
+
+# ------------------------------------------------------------------ the real path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLED = ROOT / "models" / "crossrank-minilm-l6"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    """The trained bundled model loaded with ``precision="auto"`` into an empty export cache:
+    the guard measures it (once for the module)."""
+    need("sentence_transformers")
+    need("onnxruntime")
+    from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+    cache = tmp_path_factory.mktemp("guard-cache")
+    return CrossEncoderBackend(str(BUNDLED), onnx_cache_dir=cache, num_threads=2), cache
+
+
+def test_auto_runs_the_guard_and_shows_its_verdict(guarded: tuple[object, Path]) -> None:
+    backend, cache = guarded
+    d = backend.describe()  # type: ignore[attr-defined]
+    fid = d["fidelity"]
+    assert fid is not None and fid["tried"], d
+    assert fid["bar"] == fidelity.DEFAULT_BAR.as_dict()
+    assert d["int8_variant"] == fid["variant"]
+    if fid["variant"] is None:
+        assert (d["runtime"], d["precision"]) == ("onnx", "fp32")
+        assert all(t["failures"] for t in fid["tried"])
+    else:
+        assert (d["runtime"], d["precision"]) == ("onnx", "int8")
+        assert not fid["tried"][-1]["failures"]
+        assert Path(d["onnx_model_path"]).name == f"model.{fid['variant']}.onnx"
+    assert d["reason"] == fid["reason"]
+    assert "fidelity guard" in repr(backend)
+    assert fid["variant"] in str(d["fingerprint"]) or fid["variant"] is None
+    saved = list(cache.glob("onnx/*/guard.*.json"))
+    assert len(saved) == 1 and json.loads(saved[0].read_text())["variant"] == fid["variant"]
+
+
+def test_the_verdict_is_reused_not_measured_again(
+    guarded: tuple[object, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+    backend, cache = guarded
+
+    def no_measuring(*args: object, **kwargs: object) -> guard.Verdict:
+        raise AssertionError("the guard measured again")
+
+    monkeypatch.setattr(guard, "_measure", no_measuring)
+    again = CrossEncoderBackend(str(BUNDLED), onnx_cache_dir=cache, num_threads=1)
+    assert again.describe()["fidelity"] == backend.describe()["fidelity"]  # type: ignore[attr-defined]
+    assert again.fingerprint == backend.fingerprint  # type: ignore[attr-defined]
+
+
+def test_int8_by_name_skips_the_guard(guarded: tuple[object, Path]) -> None:
+    from rerank_core.backends.cross_encoder import CrossEncoderBackend
+
+    _, cache = guarded
+    forced = CrossEncoderBackend(str(BUNDLED), precision="int8", onnx_cache_dir=cache)
+    d = forced.describe()
+    assert (d["precision"], d["int8_variant"], d["fidelity"]) == ("int8", "int8", None)
+    assert Path(d["onnx_model_path"]).name == "model.int8.onnx"
+
+
+def test_bge_auto_is_guarded_too(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    need("onnxruntime")
+    need("transformers")
+    from _tiny_models import tiny_xlmr_once
+    from rerank_core.backends.flag import FlagRerankerBackend
+
+    b = FlagRerankerBackend(str(tiny_xlmr_once(tmp_path_factory)), onnx_cache_dir=tmp_path)
+    d = b.describe()
+    assert d["fidelity"] is not None and d["runtime"] == "onnx"
+    assert d["precision"] == ("int8" if d["fidelity"]["variant"] else "fp32")

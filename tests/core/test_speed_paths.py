@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -34,12 +35,13 @@ PLAIN = CpuInfo("x", frozenset({"avx2"}), 8)
     [
         (VNNI, True, "auto", "auto", ("onnx", "int8")),
         (VNNI, False, "auto", "auto", ("torch", "bf16")),
-        (BF16_ONLY, True, "auto", "auto", ("torch", "bf16")),
-        (PLAIN, True, "auto", "auto", ("onnx", "fp32")),
+        # int8 is a candidate on every CPU: the fidelity guard confirms it or takes fp32
+        (BF16_ONLY, True, "auto", "auto", ("onnx", "int8")),
+        (PLAIN, True, "auto", "auto", ("onnx", "int8")),
         (PLAIN, False, "auto", "auto", ("torch", "fp32")),
         (VNNI, True, "auto", "torch", ("torch", "bf16")),
         (PLAIN, True, "auto", "torch", ("torch", "fp32")),
-        (PLAIN, True, "auto", "onnx", ("onnx", "fp32")),
+        (PLAIN, True, "auto", "onnx", ("onnx", "int8")),
         (VNNI, True, "exact", "auto", ("onnx", "fp32")),
         (VNNI, False, "exact", "auto", ("torch", "fp32")),
         (VNNI, True, "fp32", "torch", ("torch", "fp32")),
@@ -61,6 +63,8 @@ def test_cpu_plan(
     )
     assert (plan.runtime, plan.precision) == want
     assert plan.reason
+    # only "auto"'s int8 is left to the guard; int8 by name is used as asked
+    assert plan.guarded == (precision == "auto" and want == ("onnx", "int8"))
 
 
 def test_gpu_plan_and_impossible_combinations() -> None:
@@ -91,7 +95,7 @@ def test_bge_policy_is_fp32_unless_asked() -> None:
         p = plan_speed(policy=BGE.policy, info=VNNI, **args)
         return p.runtime, p.precision
 
-    assert plan() == ("onnx", "fp32")
+    assert plan() == ("onnx", "int8")  # a candidate: the fidelity guard confirms it or not
     assert plan(have_onnx=False) == ("torch", "fp32")
     assert plan(runtime="torch") == ("torch", "fp32")
     assert plan(precision="int8") == ("onnx", "int8")
@@ -236,14 +240,11 @@ def test_torch_fp32_still_equals_predict(minilm_path: Path, reference: Any) -> N
 
 def test_default_is_the_fast_path_on_this_cpu(minilm_path: Path, onnx_cache: Path) -> None:
     b = CrossEncoderBackend(str(minilm_path), onnx_cache_dir=onnx_cache)
-    info = cpu.cpu_info()
-    if info.int8_dot:
-        assert plan_of(b) == ("onnx", "int8")
-    elif info.bf16:
-        assert plan_of(b) == ("torch", "bf16")
-    else:
-        assert plan_of(b)[1] == "fp32"
     d = b.describe()
+    # on every CPU with the fast extra: the fidelity guard's choice, int8 or fp32
+    verdict = d["fidelity"]
+    assert verdict is not None and verdict["tried"]
+    assert plan_of(b) == ("onnx", "int8" if verdict["variant"] else "fp32")
     assert "precision" in b.fingerprint and d["reason"]
     assert d["backend"] == "cross-encoder" and d["model_id"] == str(minilm_path)
     assert d["device"] == "cpu" and d["num_threads"] >= 1 and d["max_length"] == b.max_length
@@ -294,13 +295,20 @@ def test_export_is_cached_by_weight_digest(
     folders = list((onnx_cache / "onnx").iterdir())
     assert len(folders) == 1
     files = {p.name for p in folders[0].iterdir()}
-    assert files == {
+    expected = {
         "model.fp32.onnx",
         "model.fp32.onnx.data",
         "model.int8.onnx",
         "model.int8.onnx.data",
         "meta.json",
-    }  # nothing half-written or staged is left behind
+    }
+    assert files >= expected
+    # besides: the fidelity guard's verdict and the variant it chose, if any; nothing
+    # half-written or staged is left behind
+    for extra in files - expected:
+        assert re.fullmatch(
+            r"guard\.[0-9a-f]{12}\.json|model\.int8-[a-z0-9-]+\.onnx(\.data)?", extra
+        )
     # the weights sit in the .data files, which ONNX Runtime maps instead of copying
     for name in ("model.fp32.onnx", "model.int8.onnx"):
         model_file = folders[0] / name

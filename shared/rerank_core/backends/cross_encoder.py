@@ -45,7 +45,7 @@ FAMILY = Family(
         precisions=("auto", "exact", "fp32", "bf16", "fp16", "int8"),
         # "auto" on the CPU: the first that this CPU and the installed packages allow
         cpu_auto=(
-            Choice("onnx", "int8", needs="int8_dot"),
+            Choice("onnx", "int8", guarded=True),
             Choice("torch", "bf16", needs="bf16"),
             Choice("onnx", "fp32"),
             Choice("torch", "fp32"),
@@ -65,9 +65,12 @@ class CrossEncoderBackend(LocalBackend):
 
     Speed (see the README's speed section):
 
-    * ``precision="auto"`` (default): on a CPU with int8 dot products (VNNI, AMX, Arm
-      dotprod) the model is exported to ONNX and quantized to int8 with ONNX Runtime;
-      else bf16 where the CPU has bf16 instructions; else fp32. On CUDA fp16.
+    * ``precision="auto"`` (default): on the CPU the model is exported to ONNX and its
+      int8 variants are checked against fp32 on a fixed probe (the fidelity guard,
+      :mod:`~rerank_core.backends.runtime.guard`): the first that ranks like fp32 is
+      used, else fp32 on ONNX Runtime; without the ``fast`` extra bf16 where the CPU has
+      bf16 instructions, else fp32. ``describe()["fidelity"]`` has the figures. On CUDA
+      fp16.
     * ``precision="exact"`` (or ``"fp32"``): fp32 scores equal to
       ``CrossEncoder.predict`` (ONNX Runtime when installed, else torch).
     * ``"int8"``, ``"bf16"``, ``"fp16"``: asked for explicitly.
@@ -142,9 +145,6 @@ class CrossEncoderBackend(LocalBackend):
             if not owned:
                 ce, owned = copy.deepcopy(ce), True
             ce.max_seq_length = limit
-        labels = int(ce.num_labels)
-        ce, owned, self._head = one_score_head(ce, owned, model_id)  # two logits: l1 - l0
-        self._activation = activation_name(ce)
         untrained = False
         if len(ce) == 1:
             name_or_path = getattr(ce.config, "_name_or_path", None)
@@ -155,6 +155,9 @@ class CrossEncoderBackend(LocalBackend):
                 allow_untrained=allow_untrained,
                 checkpoint=weights_dir,
             )
+        labels = int(ce.num_labels)
+        ce, owned, self._head = one_score_head(ce, owned, model_id)  # two logits: l1 - l0
+        self._activation = activation_name(ce)
         model_device = str(ce.device)
         identity = torch.nn.Identity()
 

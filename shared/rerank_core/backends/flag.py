@@ -65,11 +65,16 @@ FAMILY = Family(
     name="flag",
     label="BGE reranker",
     extra="bge",
-    # fp32 unless asked otherwise: ONNX Runtime on the CPU when installed (same scores as
-    # compute_score), else torch; int8 and fp16 (GPU) only on request
+    # on the CPU: int8 where the fidelity guard finds the model ranks like fp32 with it,
+    # else fp32 on ONNX Runtime when installed (same scores as compute_score), else torch;
+    # fp16 (GPU) only on request
     policy=SpeedPolicy(
         precisions=("auto", "exact", "fp32", "fp16", "int8"),
-        cpu_auto=(Choice("onnx", "fp32"), Choice("torch", "fp32")),
+        cpu_auto=(
+            Choice("onnx", "int8", guarded=True),
+            Choice("onnx", "fp32"),
+            Choice("torch", "fp32"),
+        ),
     ),
 )
 
@@ -87,20 +92,21 @@ class FlagRerankerBackend(LocalBackend):
     branch, tag or commit. ``cache_dir``: the Hugging Face download cache. Scores are raw
     logits; the engine's ``normalize="sigmoid"`` gives ``compute_score(..., normalize=True)``.
 
-    Speed on the CPU: ``precision="auto"`` (default) and ``"exact"``/``"fp32"`` score
-    with ONNX Runtime in fp32 when the ``fast`` extra is installed (same scores as
-    ``compute_score``, each pair its own sequence), else with torch. ``"int8"``: ONNX
-    Runtime with dynamically quantized linear layers (faster; scores move, see the
-    README). ``runtime``: ``"auto"``, ``"onnx"`` or ``"torch"``. ``num_threads``:
-    threads for ONNX Runtime (default: the usable cores). ``onnx_cache_dir``: where
-    exports are kept. A GPU always runs torch (``fp16=True`` or ``precision="fp16"``
-    for half precision). ``describe()`` tells the plan taken and why.
+    Speed on the CPU: ``precision="auto"`` (default) runs an int8 variant on ONNX Runtime
+    only where the fidelity guard finds it ranks like fp32 on a fixed probe (see
+    ``describe()["fidelity"]``), else fp32 on ONNX Runtime when the ``fast`` extra is
+    installed, else torch. ``"exact"``/``"fp32"``: fp32 (same scores as ``compute_score``,
+    each pair its own sequence). ``"int8"``: ONNX Runtime with dynamically quantized linear
+    layers, unchecked (faster; scores move). ``runtime``: ``"auto"``, ``"onnx"`` or
+    ``"torch"``. ``num_threads``: threads for ONNX Runtime (default: the usable cores).
+    ``onnx_cache_dir``: where exports are kept. A GPU always runs torch (``fp16=True`` or
+    ``precision="fp16"`` for half precision). ``describe()`` tells the plan taken and why.
 
-    A checkpoint without score-head weights (a base XLM-R or BERT, a bi-encoder) gets a
-    new random head on every load: refused with
-    :class:`~rerank_core.errors.UntrainedModelError` unless ``allow_untrained=True``
-    (plumbing tests only; a warning, ``untrained: True`` in ``describe()``, ONNX exports
-    in a temporary directory removed on ``close()`` or at exit, never cached).
+    A checkpoint without score-head weights (a base XLM-R or BERT, a bi-encoder) gets a new
+    random head on every load: refused with :class:`~rerank_core.errors.UntrainedModelError`
+    unless ``allow_untrained=True`` (plumbing tests only; a warning, ``untrained: True`` in
+    ``describe()``, ONNX exports in a temporary directory removed on ``close()`` or at exit,
+    never cached).
     """
 
     family = FAMILY

@@ -114,11 +114,11 @@ class Bar:
         return asdict(self)
 
 
-# Chosen from measurements on differently trained MiniLM-L6 models (docs/fidelity.md): the
-# variants that kept DL19 nDCG@10 within 0.002 of fp32 all stayed under these errors, the
-# ones that lost more did not.
+# Chosen from measurements (docs/fidelity.md): on DL19, variants whose probe error reached
+# 0.13-0.5 of the spread moved nDCG@10 by -0.013 to +0.002 from model to model, so the error
+# is kept well under that; the blockwise variants (0.04-0.06) stayed within 0.002.
 DEFAULT_BAR = Bar(
-    min_tau_mean=0.97, min_top3_overlap=0.97, max_rel_err_p95=0.05, max_long_rel_err=0.1
+    min_tau_mean=0.98, min_top3_overlap=0.98, max_rel_err_p95=0.08, max_long_rel_err=0.15
 )
 
 

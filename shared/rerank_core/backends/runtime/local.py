@@ -18,17 +18,17 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ...errors import BackendError, BrokenDependencyError
 from ...types import BackendInfo, Pair, ScoreScale
 from .._base import BackendBase
-from . import onnx_export
+from . import guard, onnx_export
 from .cpu import cpu_flags_summary, cpu_info, default_threads
 from .hf import HFTokenizer, SpanMemo, fingerprint_of, release_weights, weights_released
-from .onnx_export import OnnxExportError
+from .onnx_export import OnnxExportError, QuantVariant
 from .overhead import pair_added_tokens
 from .plan import Precision, SpeedPlan, SpeedPolicy, SpeedRequest, plan_speed
 from .runners import OnnxRunner, PairEncoding, Runner, TorchRunner
@@ -91,6 +91,8 @@ class LocalBackend(BackendBase[SpanMemo]):
     _device: str
     _threads: int
     _encoding: PairEncoding
+    _variant: str | None = None  # the int8 variant scored with (None: not int8)
+    _verdict: guard.Verdict | None = None  # the fidelity guard's, when it decided
 
     def _start(
         self,
@@ -159,6 +161,7 @@ class LocalBackend(BackendBase[SpanMemo]):
             precision=plan.precision,
             runtime=plan.runtime,
             recipe=runner.recipe,
+            variant=self._variant,
             activation="identity",
         )
 
@@ -181,13 +184,19 @@ class LocalBackend(BackendBase[SpanMemo]):
                     loaded.not_exportable
                     or "only a transformers model with a fast tokenizer can be exported to ONNX"
                 )
-            path = onnx_export.ensure_onnx_model(
-                loaded.hf_model,
-                loaded.hf_tokenizer,
-                "int8" if plan.precision == "int8" else "fp32",
-                cache_dir=cache_dir,
-            )
             tokenizer_json = loaded.hf_tokenizer.backend_tokenizer.to_str()
+            if plan.guarded and loaded.untrained:  # a random head: nothing to measure
+                plan = SpeedPlan("onnx", "fp32", "untrained score head: fp32, no fidelity guard")
+            if plan.guarded:
+                path, plan = self._guarded(loaded, plan, encoding, tokenizer_json, cache_dir)
+            else:
+                path = onnx_export.ensure_onnx_model(
+                    loaded.hf_model,
+                    loaded.hf_tokenizer,
+                    "int8" if plan.precision == "int8" else "fp32",
+                    cache_dir=cache_dir,
+                )
+                self._variant = onnx_export.VARIANTS[0].name if plan.precision == "int8" else None
             if loaded.owned:  # ONNX Runtime keeps its own copy: never both in memory
                 release_weights(loaded.module)
             return self._onnx_runner(path, tokenizer_json, plan, encoding), plan
@@ -195,6 +204,53 @@ class LocalBackend(BackendBase[SpanMemo]):
             if request.insists_on_onnx or weights_released(loaded.module):
                 raise
             return None, self._fallback(loaded, request, str(exc))
+
+    def _guarded(
+        self,
+        loaded: LoadedModel,
+        plan: SpeedPlan,
+        encoding: PairEncoding,
+        tokenizer_json: str,
+        cache_dir: str | os.PathLike[str] | None,
+    ) -> tuple[Path, SpeedPlan]:
+        """The fidelity guard's choice for this model and CPU: an int8 variant's path and
+        plan, or the fp32 export's (see :mod:`~rerank_core.backends.runtime.guard`)."""
+        digest = onnx_export.model_digest(loaded.hf_model)
+
+        def export(precision: onnx_export.OnnxPrecision, variant: QuantVariant | None) -> Path:
+            return onnx_export.ensure_onnx_model(
+                loaded.hf_model,
+                loaded.hf_tokenizer,
+                precision,
+                cache_dir=cache_dir,
+                digest=digest,
+                variant=variant,
+            )
+
+        def scorer_for(path: Path, precision: Precision) -> Forward:
+            def score(pairs: Sequence[Pair]) -> list[float]:
+                at = replace(plan, precision=precision)
+                runner = self._onnx_runner(path, tokenizer_json, at, encoding)
+                try:
+                    return list(runner.score(pairs))
+                finally:
+                    runner.close()
+
+            return score
+
+        fp32 = export("fp32", None)
+        verdict = guard.choose_variant(
+            fp32.parent,
+            reference=scorer_for(fp32, "fp32"),
+            quantize=lambda v: export("int8", v),
+            scorer_for=lambda p: scorer_for(p, "int8"),
+        )
+        self._verdict = verdict
+        self._variant = verdict.variant
+        if verdict.variant is None:
+            return fp32, SpeedPlan("onnx", "fp32", verdict.reason)
+        path = export("int8", onnx_export.variant_named(verdict.variant))
+        return path, SpeedPlan("onnx", "int8", verdict.reason)
 
     def _onnx_runner(
         self, path: Path, tokenizer_json: str, plan: SpeedPlan, encoding: PairEncoding
@@ -260,9 +316,11 @@ class LocalBackend(BackendBase[SpanMemo]):
         ``model_id``, ``device``, ``runtime``, ``precision``, ``reason`` (why that plan),
         ``num_threads``, ``onnx_model_path`` (``None`` on torch), ``score_scale``,
         ``max_length``, ``pair_tokens`` (what the backend adds around each pair), ``cpu``
-        and ``cpu_flags`` (the speed-relevant CPU features; ``None`` off the CPU) and
-        ``fingerprint``. ``untrained``: a random score head,
-        allowed by ``allow_untrained=True``."""
+        and ``cpu_flags`` (the speed-relevant CPU features; ``None`` off the CPU),
+        ``int8_variant`` (the int8 variant scored with, else ``None``), ``fidelity`` (the
+        fidelity guard's verdict with each variant's probe figures, when the guard chose the
+        precision; else ``None``), ``fingerprint`` and ``untrained`` (a random score head,
+        allowed by ``allow_untrained=True``)."""
         path = self._runner.onnx_path
         info, on_cpu = cpu_info(), self._device == "cpu"
         return {
@@ -279,6 +337,8 @@ class LocalBackend(BackendBase[SpanMemo]):
             "pair_tokens": self._tokenizer.pair_special_tokens,
             "cpu": info.model if on_cpu else None,
             "cpu_flags": cpu_flags_summary(info.flags) if on_cpu else None,
+            "int8_variant": self._variant,
+            "fidelity": self._verdict.as_dict() if self._verdict is not None else None,
             "fingerprint": self._fingerprint,
             "untrained": self._untrained,
         }
@@ -295,8 +355,13 @@ class LocalBackend(BackendBase[SpanMemo]):
         return (
             f"{type(self).__name__}(model={self._model_id!r}, device={self._device!r}, "
             f"runtime={self._plan.runtime!r}, precision={self._plan.precision!r}, "
-            f"max_length={self._max_length})"
+            f"{self._repr_variant()}max_length={self._max_length})"
         )
+
+    def _repr_variant(self) -> str:
+        if self._verdict is not None:
+            return f"variant={self._variant!r} (fidelity guard), "
+        return f"variant={self._variant!r}, " if self._variant else ""
 
 
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
