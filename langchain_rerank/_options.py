@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, PrivateAttr, ValidationError
-from rerank_core import Reranker
 from rerank_core.adapter_support import (
     DEFAULT_BACKEND,
     Cut,
@@ -16,6 +15,7 @@ from rerank_core.adapter_support import (
     evidence_of,
     invalid_fields,
 )
+from rerank_core.cascade import AnyReranker
 
 __all__ = ["RerankOptions"]
 
@@ -58,9 +58,9 @@ class RerankOptions(BaseModel):
     window_context_chars: int = 0
     """With ``return_text="window"``: characters of context on each side of the window."""
 
-    _reranker: Reranker = PrivateAttr()
+    _reranker: AnyReranker = PrivateAttr()
 
-    def __init__(self, *, reranker: Reranker | None = None, **data: Any) -> None:
+    def __init__(self, *, reranker: AnyReranker | None = None, **data: Any) -> None:
         config = configure(type(self).model_fields, data, reranker)
         try:
             super().__init__(**config.fields)
@@ -70,7 +70,7 @@ class RerankOptions(BaseModel):
         cut_of(config.fields).check(self._reranker)
 
     @property
-    def reranker(self) -> Reranker:
+    def reranker(self) -> AnyReranker:
         """The engine (shared when one was passed in)."""
         return self._reranker
 

@@ -17,7 +17,6 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr, ValidationError
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-from rerank_core import Reranker
 from rerank_core.adapter_support import (
     COMMON_FIELDS,
     DEFAULT_BACKEND,
@@ -29,6 +28,7 @@ from rerank_core.adapter_support import (
     evidence_of,
     invalid_fields,
 )
+from rerank_core.cascade import AnyReranker
 from rerank_core.scales import CutoffScale
 from rerank_core.types import Ranking
 
@@ -110,7 +110,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
     window_context_chars: int = Field(
         default=0, description="With return_text='window': characters of context each side."
     )
-    _reranker: Reranker = PrivateAttr()
+    _reranker: AnyReranker = PrivateAttr()
 
     def __init__(
         self,
@@ -128,7 +128,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
         deadline_ms: float | None = None,
         return_text: ReturnText = "document",
         window_context_chars: int = 0,
-        reranker: Reranker | None = None,
+        reranker: AnyReranker | None = None,
         callback_manager: CallbackManager | None = None,
         **options: Any,
     ) -> None:
@@ -163,7 +163,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
         return "CrossrankRerankPostprocessor"
 
     @property
-    def reranker(self) -> Reranker:
+    def reranker(self) -> AnyReranker:
         """The engine (shared when one was passed in)."""
         return self._reranker
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .backends import BACKENDS, load_backend, register_backend
 from .cache import CacheStats, CacheWarning, MemoryCache, ScoreCache, SQLiteCache, TieredCache
+from .cascade import Cascade, CascadeRanking, CascadeStats, Stage, StageStats
 from .config import EngineConfig, WindowConfig
 from .engine import Reranker
 from .errors import (
@@ -57,6 +58,9 @@ __all__ = [
     "CacheError",
     "CacheStats",
     "CacheWarning",
+    "Cascade",
+    "CascadeRanking",
+    "CascadeStats",
     "ConfigError",
     "CrossrankError",
     "DependencyError",
@@ -73,6 +77,8 @@ __all__ = [
     "Reranker",
     "SQLiteCache",
     "ScoreCache",
+    "Stage",
+    "StageStats",
     "SupportsClose",
     "SupportsDescribe",
     "SupportsInfo",

@@ -9,9 +9,9 @@ framework's objects. The rest is here, so every adapter behaves the same:
 * :func:`configure` splits an adapter's keywords into its serialized fields and the
   engine/backend options (kept off the object: no ``api_key`` in ``repr`` or JSON) and
   checks them (``ConfigError``) before anything loads; ``Configured.engine()`` then builds
-  the engine, or adopts a ready ``Reranker``. :func:`one_of` checks a framework option
-  against its choices the way the core does; :func:`invalid_fields` turns the framework's
-  field validation errors into one ``ConfigError``.
+  the engine, or adopts a ready ``Reranker`` (or ``Cascade``). :func:`one_of` checks a
+  framework option against its choices the way the core does; :func:`invalid_fields`
+  turns the framework's field validation errors into one ``ConfigError``.
 * :class:`Cut` is ``top_n``/``min_score`` and the production controls (``confidence_threshold``,
   ``cutoff_scale``, ``deadline_ms``): checked at construction, overridable per call,
   forwarded to ``rerank``/``arerank`` (the engine cuts, flags and stops; adapters never sort).
@@ -40,6 +40,7 @@ from types import ModuleType
 from typing import Any, Literal, TypeVar
 
 from ._validate import number, one_of, positive_int
+from .cascade import AnyReranker, Cascade
 from .deadline import check_deadline_ms
 from .deps import require
 from .engine import Reranker
@@ -170,18 +171,18 @@ class Cut:
             "deadline_ms": self.deadline_ms,
         }
 
-    def check(self, engine: Reranker) -> None:
+    def check(self, engine: AnyReranker) -> None:
         """Check the cutoffs against the engine's score scale now (a ConfigError for a
         probability outside 0–1; the once-per-engine warning for a 0–1 cutoff on logits)."""
         engine.rerank_many([], **self._options())
 
-    def rerank(self, engine: Reranker, query: str, texts: Sequence[str]) -> Ranking:
+    def rerank(self, engine: AnyReranker, query: str, texts: Sequence[str]) -> Ranking:
         return engine.rerank(query, texts, **self._options())
 
-    async def arerank(self, engine: Reranker, query: str, texts: Sequence[str]) -> Ranking:
+    async def arerank(self, engine: AnyReranker, query: str, texts: Sequence[str]) -> Ranking:
         return await engine.arerank(query, texts, **self._options())
 
-    def effective_top_n(self, engine: Reranker, n_inputs: int) -> int:
+    def effective_top_n(self, engine: AnyReranker, n_inputs: int) -> int:
         """How many results at most: this cut's, else the engine's, else all inputs."""
         return self.top_n or engine.top_n or n_inputs
 
@@ -253,9 +254,9 @@ class Configured:
 
     fields: dict[str, Any]
     engine_options: dict[str, Any]
-    reranker: Reranker | None = None
+    reranker: AnyReranker | None = None
 
-    def engine(self) -> Reranker:
+    def engine(self) -> AnyReranker:
         """The adopted ``reranker``, or a new engine built from the options (this loads the
         model, so an adapter calls it after its own fields passed validation)."""
         if self.reranker is not None:
@@ -264,7 +265,7 @@ class Configured:
 
 
 def configure(
-    field_names: Collection[str], values: Mapping[str, Any], reranker: Reranker | None = None
+    field_names: Collection[str], values: Mapping[str, Any], reranker: AnyReranker | None = None
 ) -> Configured:
     """Split an adapter's keywords and check them, before anything is loaded.
 
@@ -318,11 +319,13 @@ def evidence_of(fields: Mapping[str, Any]) -> Evidence:
     )
 
 
-def _check_adoptable(reranker: Reranker, backend: object, options: Mapping[str, Any]) -> None:
+def _check_adoptable(reranker: AnyReranker, backend: object, options: Mapping[str, Any]) -> None:
     """A ready ``reranker`` comes with no backend options (a non-default ``backend`` counts)
     and no ``on_error`` other than its own."""
-    if not isinstance(reranker, Reranker):
-        raise ConfigError(f"reranker must be a rerank_core.Reranker, got {type(reranker).__name__}")
+    if not isinstance(reranker, (Reranker, Cascade)):
+        raise ConfigError(
+            f"reranker must be a rerank_core.Reranker or Cascade, got {type(reranker).__name__}"
+        )
     given = [k for k in options if k != "on_error"]
     if backend not in (None, DEFAULT_BACKEND):
         given.append("backend")
@@ -413,7 +416,7 @@ class RerankEventData:
 
     @classmethod
     def of(
-        cls, engine: Reranker, query: str, cut: Cut, n_inputs: int, model: str | None = None
+        cls, engine: AnyReranker, query: str, cut: Cut, n_inputs: int, model: str | None = None
     ) -> RerankEventData:
         """``model``: the adapter's ``model`` field, else the engine's ``describe()``
         model id, else the backend's class name."""
