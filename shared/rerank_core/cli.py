@@ -36,7 +36,7 @@ __all__ = ["ENTRY_POINT_GROUP", "Command", "commands", "main"]
 
 ENTRY_POINT_GROUP = "crossrank.commands"
 
-BUILTIN = {"rerank": "rerank_core.commands.rerank"}
+BUILTIN = {"rerank": "rerank_core.commands.rerank", "cache": "rerank_core.commands.cache"}
 """Always registered, even without the distribution's metadata."""
 
 FALLBACK = {

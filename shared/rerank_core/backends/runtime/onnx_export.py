@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 from ... import deps
 from ...errors import ModelLoadError
+from . import export_cache
 
 __all__ = [
     "INPUTS",
@@ -503,33 +504,15 @@ def ensure_onnx_model(
 
 
 def _touch(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.utime(folder)
+    export_cache.touch(folder)
 
 
-def _max_entries() -> int:
-    env = os.environ.get("CROSSRANK_ONNX_CACHE_ENTRIES", "")
-    return int(env) if env.isdigit() and int(env) > 0 else 8
-
-
-def _prune(root: Path, keep: Path) -> None:
-    """Keep the most recently used exports (``$CROSSRANK_ONNX_CACHE_ENTRIES``, default 8):
-    each costs ~115 MB for a MiniLM, and a model with freshly initialized weights makes a
-    new one on every load."""
-    try:
-        folders = sorted(
-            (p for p in root.iterdir() if p.is_dir() and p != keep),
-            key=lambda p: p.stat().st_mtime,
-            reverse=True,
-        )
-    except OSError:
-        return
-    for old in folders[max(0, _max_entries() - 1) :]:
-        for f in old.iterdir():
-            with contextlib.suppress(OSError):
-                f.unlink()
-        with contextlib.suppress(OSError):
-            old.rmdir()
+def _prune(onnx_dir: Path, keep: Path) -> None:
+    """Keep the cache within its bounds (entries and megabytes, least recently used out;
+    see :mod:`~rerank_core.backends.runtime.export_cache`): each export of a MiniLM costs
+    ~115 MB."""
+    for digest in export_cache.prune(onnx_dir.parent, keep=keep):
+        logger.info("evicted the ONNX export %s from %s (cache bounds)", digest, onnx_dir)
 
 
 def _check_export(hf_model: Any, hf_tokenizer: Any, path: Path, with_token_types: bool) -> None:
