@@ -22,6 +22,7 @@ from .errors import (
     CrossrankError,
     DependencyError,
     EmptyQueryError,
+    FirstStageScoreError,
     InputError,
     InvalidTextError,
     MissingDependencyError,
@@ -29,6 +30,7 @@ from .errors import (
     RateLimitError,
     UntrainedModelError,
 )
+from .fusion import Fusion
 from .redis_cache import RedisCache
 from .scheduler import BatcherStats
 from .types import (
@@ -66,6 +68,8 @@ __all__ = [
     "DependencyError",
     "EmptyQueryError",
     "EngineConfig",
+    "FirstStageScoreError",
+    "Fusion",
     "InputError",
     "InvalidTextError",
     "MemoryCache",

@@ -23,6 +23,7 @@ from .cache import CacheLike, CacheStats, GuardedCache, ManagedCache, TieredCach
 from .config import EngineConfig, EngineOptions, Normalize, OnError, WindowConfig
 from .controls import CallControls
 from .errors import BackendError, ConfigError
+from .fusion import FirstStage, Fusion, FusionLike, parse_fusion
 from .planning import Job, Plan, Planner, check_jobs
 from .ranking import Cut
 from .scales import CutoffScale, results_scale
@@ -61,6 +62,11 @@ class Reranker:
     ``scored=False``. Out-of-memory batches are retried in halves (see
     :mod:`~rerank_core.memory`).
 
+    ``fusion`` (default for every ``rerank`` call, overridable per call): combine the
+    reranker's score with the first stage's — ``"rrf"`` (reciprocal-rank fusion, k=60) or
+    ``("linear", w)`` (min–max normalized interpolation, ``w`` the first stage's weight);
+    each call then passes ``first_stage_scores=``. See :mod:`~rerank_core.fusion`.
+
     Settings are frozen at construction (:attr:`config`). :meth:`close` releases only
     what the engine created (a backend built from a name, a cache built from
     ``"memory"`` or a path); a backend or cache object passed in stays open.
@@ -82,8 +88,10 @@ class Reranker:
         confidence_threshold: float | None = None,
         cutoff_scale: CutoffScale = None,
         deadline_ms: float | None = None,
+        fusion: FusionLike = None,
         **backend_options: Any,
     ) -> None:
+        self._fusion = parse_fusion(fusion)
         # every option is checked before a model is loaded
         options = EngineOptions(
             batch_size=batch_size,
@@ -156,6 +164,11 @@ class Reranker:
         return self._config.top_n
 
     @property
+    def fusion(self) -> Fusion | None:
+        """The default score fusion of ``rerank`` calls (``None``: the reranker's score alone)."""
+        return self._fusion
+
+    @property
     def fingerprint(self) -> str:
         return self._backend.fingerprint
 
@@ -181,6 +194,7 @@ class Reranker:
             "owns_backend": self._owns_backend,
             "score_scale": self._scale,
             "batch_tokens_now": self._scoring.scorer.batch_tokens,
+            "fusion": self._fusion.spec() if self._fusion is not None else None,
         }
         return facts
 
@@ -221,12 +235,18 @@ class Reranker:
         confidence_threshold: float | None = None,
         cutoff_scale: CutoffScale = None,
         deadline_ms: float | None = None,
+        fusion: FusionLike = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> Ranking:
         """Texts ranked best first, cut by ``min_score`` and then ``top_n``; a
         :class:`~rerank_core.types.Ranking` (a list) that also carries the best score and
-        the ``low_confidence`` flag. Options left ``None`` take the engine's defaults."""
+        the ``low_confidence`` flag. Options left ``None`` take the engine's defaults.
+        ``fusion``/``first_stage_scores``: rank by the reranker's score fused with the
+        first stage's (one score per text, higher is better; ``fusion="none"`` turns the
+        engine's default off)."""
         cut = self._controls.cut(top_n, min_score, confidence_threshold, cutoff_scale)
-        return self._run([(query, texts)], cut, deadline_ms)[0]
+        first = FirstStage.of(self._fusion, fusion, first_stage_scores, many=False)
+        return self._run([(query, texts)], cut, deadline_ms, first)[0]
 
     def rerank_many(
         self,
@@ -237,10 +257,14 @@ class Reranker:
         confidence_threshold: float | None = None,
         cutoff_scale: CutoffScale = None,
         deadline_ms: float | None = None,
+        fusion: FusionLike = None,
+        first_stage_scores: Sequence[Sequence[float]] | None = None,
     ) -> list[Ranking]:
-        """Rerank several (query, texts) jobs in one batched pass over the model."""
+        """Rerank several (query, texts) jobs in one batched pass over the model
+        (``first_stage_scores``: one list per job)."""
         cut = self._controls.cut(top_n, min_score, confidence_threshold, cutoff_scale)
-        return self._run(jobs, cut, deadline_ms)
+        first = FirstStage.of(self._fusion, fusion, first_stage_scores, many=True)
+        return self._run(jobs, cut, deadline_ms, first)
 
     async def ascore(
         self, query: str, texts: Sequence[str], *, deadline_ms: float | None = None
@@ -257,9 +281,12 @@ class Reranker:
         confidence_threshold: float | None = None,
         cutoff_scale: CutoffScale = None,
         deadline_ms: float | None = None,
+        fusion: FusionLike = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> Ranking:
         cut = self._controls.cut(top_n, min_score, confidence_threshold, cutoff_scale)
-        return (await self._arun([(query, texts)], cut, deadline_ms))[0]
+        first = FirstStage.of(self._fusion, fusion, first_stage_scores, many=False)
+        return (await self._arun([(query, texts)], cut, deadline_ms, first))[0]
 
     async def arerank_many(
         self,
@@ -270,9 +297,12 @@ class Reranker:
         confidence_threshold: float | None = None,
         cutoff_scale: CutoffScale = None,
         deadline_ms: float | None = None,
+        fusion: FusionLike = None,
+        first_stage_scores: Sequence[Sequence[float]] | None = None,
     ) -> list[Ranking]:
         cut = self._controls.cut(top_n, min_score, confidence_threshold, cutoff_scale)
-        return await self._arun(jobs, cut, deadline_ms)
+        first = FirstStage.of(self._fusion, fusion, first_stage_scores, many=True)
+        return await self._arun(jobs, cut, deadline_ms, first)
 
     def _plan(self, jobs: list[Job]) -> Plan:
         plan = self._planner.plan(jobs)
@@ -285,25 +315,51 @@ class Reranker:
             )
         return plan
 
-    def _run(self, jobs: Jobs, cut: Cut | None, deadline_ms: float | None) -> list[Ranking]:
+    def _run(
+        self,
+        jobs: Jobs,
+        cut: Cut | None,
+        deadline_ms: float | None,
+        first: FirstStage | None = None,
+    ) -> list[Ranking]:
         deadline = self._controls.deadline(deadline_ms)
         plan = self._plan(check_jobs(jobs))
+        first_scores = first.check(plan) if first is not None else None  # before scoring
         scores: list[float] | None = None
         try:
             scores = self._scoring.score(plan.pairs, plan.lengths, deadline)
         except BackendError as exc:
             self._passthrough(exc)
-        return self._controls.finish(plan, scores, cut)
+        return self._finish(plan, scores, cut, first, first_scores)
 
-    async def _arun(self, jobs: Jobs, cut: Cut | None, deadline_ms: float | None) -> list[Ranking]:
+    async def _arun(
+        self,
+        jobs: Jobs,
+        cut: Cut | None,
+        deadline_ms: float | None,
+        first: FirstStage | None = None,
+    ) -> list[Ranking]:
         deadline = self._controls.deadline(deadline_ms)
         plan = await asyncio.to_thread(self._plan, check_jobs(jobs))
+        first_scores = first.check(plan) if first is not None else None
         scores: list[float] | None = None
         try:
             scores = await self._scoring.ascore(plan.pairs, plan.lengths, deadline)
         except BackendError as exc:
             self._passthrough(exc)
-        return self._controls.finish(plan, scores, cut)
+        return self._finish(plan, scores, cut, first, first_scores)
+
+    def _finish(
+        self,
+        plan: Plan,
+        scores: list[float] | None,
+        cut: Cut | None,
+        first: FirstStage | None,
+        first_scores: list[list[float]] | None,
+    ) -> list[Ranking]:
+        if first is None or first_scores is None or cut is None:
+            return self._controls.finish(plan, scores, cut)
+        return first.finish(self._controls.finish(plan, scores, None), first_scores, cut)
 
     def _passthrough(self, exc: BackendError) -> None:
         """Re-raise, or under ``on_error="passthrough"`` log it (the texts come back unscored).

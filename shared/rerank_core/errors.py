@@ -9,7 +9,9 @@ built-in the caller would naturally expect (``ValueError`` for bad input,
     ├── ConfigError(ValueError)            bad option at construction
     ├── InputError(ValueError)             bad call arguments
     │   ├── EmptyQueryError                blank or non-string query
-    │   └── InvalidTextError               None / non-string text; has .index
+    │   ├── InvalidTextError               None / non-string text; has .index
+    │   └── FirstStageScoreError           fusion without a valid first-stage score;
+    │                                      has .index (None: the whole list)
     ├── DependencyError(ImportError)       an optional package can't be used
     │   ├── MissingDependencyError         not installed; names the extra to install
     │   └── BrokenDependencyError          installed but fails to import; shows why
@@ -39,6 +41,7 @@ __all__ = [
     "CrossrankError",
     "DependencyError",
     "EmptyQueryError",
+    "FirstStageScoreError",
     "InputError",
     "InvalidTextError",
     "MissingDependencyError",
@@ -71,6 +74,16 @@ class InvalidTextError(InputError):
         super().__init__(message)
         self.index = index
         self.query_index = query_index
+
+
+class FirstStageScoreError(InputError):
+    """Score fusion needs a first-stage score per text and one is missing or not a finite
+    number. ``index`` is the text's position (``None`` when the whole list is missing or
+    has the wrong length)."""
+
+    def __init__(self, message: str, *, index: int | None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class BackendError(CrossrankError):

@@ -55,7 +55,9 @@ class RankedText:
     ``truncated`` is true only when a ``max_windows`` cap left part of the text
     unscored; ``scored`` is false when the backend failed and the engine ran with
     ``on_error="passthrough"``, or when a ``deadline_ms`` passed before its windows were
-    scored (``score`` is then NaN).
+    scored (``score`` is then NaN). With score fusion (:mod:`~rerank_core.fusion`)
+    ``score`` is the fused score, ``rerank_score`` the reranker's own and
+    ``first_stage_score`` the first stage's; without fusion both are ``None``.
     """
 
     index: int
@@ -65,6 +67,8 @@ class RankedText:
     n_windows: int
     truncated: bool = False
     scored: bool = True
+    rerank_score: float | None = None
+    first_stage_score: float | None = None
 
     @property
     def window_text(self) -> str:

@@ -55,6 +55,8 @@ def test_public_surface_is_pinned() -> None:
             "ConfigError",
             "CrossrankError",
             "EmptyQueryError",
+            "FirstStageScoreError",
+            "Fusion",
             "InputError",
             "InvalidTextError",
             "MemoryCache",
