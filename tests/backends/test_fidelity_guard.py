@@ -134,6 +134,23 @@ def test_guard_falls_back_to_fp32_naming_every_failure(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("model.int8*.onnx"))
 
 
+def test_a_variant_that_cannot_run_is_passed_over(tmp_path: Path) -> None:
+    errors = {v.name: 0.0 for v in VARIANTS}
+    _, reference, quantize, scorer_for = _fake_world(tmp_path, errors)
+
+    def broken_first(path: Path) -> guard.Scorer:
+        if path.name == "model.int8.onnx":
+            raise RuntimeError("no kernel for this op")
+        return scorer_for(path)
+
+    v = guard.choose_variant(
+        tmp_path, reference=reference, quantize=quantize, scorer_for=broken_first, info=CPU
+    )
+    assert v.variant == "int8-ffn32"
+    assert v.tried[0]["figures"] is None and "no kernel" in v.tried[0]["failures"][0]
+    assert not (tmp_path / "model.int8.onnx").exists()
+
+
 def test_guard_verdict_depends_on_cpu_features(tmp_path: Path) -> None:
     vnni = CpuInfo(model="other name", flags=frozenset({"avx2", "avx512_vnni"}), cores=64)
     same = CpuInfo(model="another name", flags=frozenset({"avx2", "fma", "sse4_2"}), cores=8)

@@ -149,16 +149,24 @@ def _measure(
     head = groups[: max(1, len(groups) // 4)]
     tried: list[dict[str, Any]] = []
     for v in variants:
-        model = quantize(v)
-        score = scorer_for(model)
-        first = score(pairs[: head[-1].stop])
-        figures = compare(ref[: head[-1].stop], first, head)
-        if figures.rel_err_p95 > 2 * bar.max_rel_err_p95:
-            failures = [f"on the first {len(head)} groups: " + "; ".join(bar.failures(figures))]
-        else:
-            rest = score(pairs[head[-1].stop :])
-            figures = compare(ref, first + rest, groups, long)
-            failures = bar.failures(figures)
+        model: Path | None = None
+        try:
+            model = quantize(v)
+            score = scorer_for(model)
+            first = score(pairs[: head[-1].stop])
+            figures = compare(ref[: head[-1].stop], first, head)
+            if figures.rel_err_p95 > 2 * bar.max_rel_err_p95:
+                failures = [f"on the first {len(head)} groups: " + "; ".join(bar.failures(figures))]
+            else:
+                rest = score(pairs[head[-1].stop :])
+                figures = compare(ref, first + rest, groups, long)
+                failures = bar.failures(figures)
+        except Exception as exc:  # a variant this ONNX Runtime cannot build or run: next one
+            logger.warning("int8 variant %s could not be measured: %s", v.name, exc)
+            tried.append({"variant": v.name, "figures": None, "failures": [f"error: {exc}"]})
+            if model is not None:
+                remove_export(model)
+            continue
         tried.append({"variant": v.name, "figures": figures.as_dict(), "failures": failures})
         if not failures:
             reason = (
