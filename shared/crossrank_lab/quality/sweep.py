@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rerank_core import Reranker
+from rerank_core.cascade import AnyReranker
 
 from .data import Dataset, DatasetError, Run
 from .metrics import DEFAULT_METRICS, evaluate_run
@@ -43,7 +43,7 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
 
 
 def rerank_depth(
-    reranker: Reranker,
+    reranker: AnyReranker,
     dataset: Dataset,
     first: Run,
     n: int,
@@ -91,7 +91,7 @@ def evaluate_first_stage(
 
 
 def sweep(
-    reranker: Reranker,
+    reranker: AnyReranker,
     dataset: Dataset,
     first: Run,
     candidates: Sequence[int],

@@ -24,7 +24,7 @@ from rerank_core.errors import ConfigError
 from .._support import require
 from .training import TrainList
 
-__all__ = ["TrainConfig", "bf16_available", "finetune", "projected_seconds"]
+__all__ = ["TrainConfig", "bf16_available", "finetune", "keep_first_layers", "projected_seconds"]
 
 logger = logging.getLogger("crossrank.quality")
 
@@ -63,6 +63,7 @@ class TrainConfig:
     seed: int = 42
     max_minutes: float | None = None
     device: str | None = None
+    layers: int | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in ("listnet", "bce"):
@@ -73,6 +74,28 @@ class TrainConfig:
             raise ConfigError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.max_steps is None and not self.epochs > 0:
             raise ConfigError("epochs must be > 0 (or give max_steps)")
+        if self.layers is not None and self.layers < 1:
+            raise ConfigError(f"layers must be >= 1, got {self.layers}")
+
+
+def keep_first_layers(model: Any, layers: int) -> int:
+    """Keep the first ``layers`` transformer layers of a Hugging Face encoder model (BERT,
+    RoBERTa, ELECTRA, XLM-R: ``base_model.encoder.layer``), in place, with its config updated;
+    the embeddings and the score head stay. Returns the number of layers it had.
+    A student for a cascade's first stage starts this way (``crossrank finetune --layers``)."""
+    encoder: Any = getattr(getattr(model, "base_model", None), "encoder", None)
+    stack = getattr(encoder, "layer", None)
+    if stack is None:
+        raise ConfigError(
+            f"layers: cannot find the transformer layers (base_model.encoder.layer) of "
+            f"{type(model).__name__}; only BERT-style encoders can be cut"
+        )
+    had = len(stack)
+    if not 1 <= layers <= had:
+        raise ConfigError(f"layers must be between 1 and {had} (the base model's), got {layers}")
+    encoder.layer = stack[:layers]
+    model.config.num_hidden_layers = layers
+    return had
 
 
 def _columns(lists: Sequence[TrainList], loss: Loss) -> dict[str, list[Any]]:
@@ -154,6 +177,9 @@ def finetune(
 
     device = resolve_device(config.device)
     model = CrossEncoder(str(base_model), num_labels=1, max_length=config.max_length, device=device)
+    base_layers = None
+    if config.layers is not None:
+        base_layers = keep_first_layers(model.model, config.layers)
     inference_length = max(512, config.max_length)
     max_positions = int(getattr(model.config, "max_position_embeddings", inference_length))
     train_ds = _dataset(lists, config.loss)
@@ -297,6 +323,7 @@ def finetune(
             "seconds": seconds,
             "loss_history": history,
             "saved_max_length": model.max_seq_length,
+            "layers": {"kept": config.layers, "of": base_layers} if base_layers else None,
         }
     )
     (out / TRAINING_RECORD).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
