@@ -9,6 +9,7 @@ from langchain_core.documents import Document
 from rerank_core.adapter_support import (
     Evidence,
     evidence_entries,
+    fusion_entries,
     ranked_items,
     texts_of,
     with_entries,
@@ -45,7 +46,7 @@ def scored_copies(
     out = []
     for doc, r, score in ranked_items(documents, ranked):
         span = evidence.of(r)
-        entries = {SCORE_KEY: score, **evidence_entries(span, ranked)}
+        entries = {SCORE_KEY: score, **evidence_entries(span, ranked), **fusion_entries(r)}
         update: dict[str, Any] = {"metadata": with_entries(doc.metadata, **entries)}
         if span.text is not None:
             update["page_content"] = span.text

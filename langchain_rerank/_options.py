@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
+from langchain_core.documents import Document
 from pydantic import BaseModel, PrivateAttr, ValidationError
 from rerank_core.adapter_support import (
     DEFAULT_BACKEND,
@@ -13,6 +15,7 @@ from rerank_core.adapter_support import (
     configure,
     cut_of,
     evidence_of,
+    first_stage_scores,
     invalid_fields,
 )
 from rerank_core.cascade import AnyReranker
@@ -32,6 +35,14 @@ class RerankOptions(BaseModel):
     ``min_score`` or ``confidence_threshold`` copied from a 0–1 scorer needs
     ``cutoff_scale="probability"`` on a logit backend (converted exactly; a warning says so
     when a 0–1 cutoff meets logits without it).
+
+    Score fusion: ``fusion="rrf"`` or ``("linear", w)`` (``w``: the first stage's weight)
+    ranks by the reranker's score fused with each document's first-stage score, read from
+    ``metadata[first_stage_score_key]`` (default ``"score"``, what e.g.
+    ``PineconeHybridSearchRetriever`` writes; ``"relevance_score"`` after another
+    reranker); a document without it is a ``FirstStageScoreError``. ``relevance_score``
+    is then the fused score and ``metadata["rerank_score"]`` the reranker's own;
+    ``min_score``/``confidence_threshold`` still read the reranker's score.
     """
 
     top_n: int | None = None
@@ -58,6 +69,12 @@ class RerankOptions(BaseModel):
     window_context_chars: int = 0
     """With ``return_text="window"``: characters of context on each side of the window."""
 
+    fusion: str | None = None
+    """Score fusion: ``"rrf"``, ``"rrf:K"``, ``"linear:W"`` (W: the first stage's weight) or
+    ``"none"``; ``None``: the engine's default. Any accepted spelling is stored canonically."""
+    first_stage_score_key: str = "score"
+    """The metadata key holding a document's first-stage score (used only with fusion)."""
+
     _reranker: AnyReranker = PrivateAttr()
 
     def __init__(self, *, reranker: AnyReranker | None = None, **data: Any) -> None:
@@ -83,6 +100,18 @@ class RerankOptions(BaseModel):
     ) -> Cut:
         """The fields' cut with per-call values where given (checked: ``ConfigError``)."""
         return cut_of(self.__dict__).override(top_n, min_score, confidence_threshold, deadline_ms)
+
+    def _first_stage(self, documents: Sequence[Document], cut: Cut) -> list[float] | None:
+        """The documents' first-stage scores when the call fuses scores (else ``None``)."""
+        if not cut.fuses(self._reranker):
+            return None
+        key = self.first_stage_score_key
+        return first_stage_scores(
+            documents,
+            lambda d: d.metadata.get(key) if isinstance(d, Document) else None,
+            name="documents",
+            what=f"metadata[{key!r}]",
+        )
 
     def _evidence(self) -> Evidence:
         return evidence_of(self.__dict__)

@@ -35,7 +35,8 @@ class RerankCompressor(RerankOptions, BaseDocumentCompressor):
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         cut = self._cut()
-        ranked = cut.rerank(self._reranker, query, texts_of_documents(documents))
+        texts = texts_of_documents(documents)
+        ranked = cut.rerank(self._reranker, query, texts, self._first_stage(documents, cut))
         data = RerankEventData.of(self._reranker, query, cut, len(documents), model=self.model)
         emit(callbacks, data.outcome(ranked))
         return scored_copies(documents, ranked, self._evidence())
@@ -48,7 +49,8 @@ class RerankCompressor(RerankOptions, BaseDocumentCompressor):
     ) -> Sequence[Document]:
         texts = texts_of_documents(documents)
         cut = self._cut()
-        ranked = await cut.arerank(self._reranker, query, texts)
+        first = self._first_stage(documents, cut)
+        ranked = await cut.arerank(self._reranker, query, texts, first)
         data = RerankEventData.of(self._reranker, query, cut, len(documents), model=self.model)
         await aemit(callbacks, data.outcome(ranked))
         return scored_copies(documents, ranked, self._evidence())

@@ -52,7 +52,8 @@ class RerankRetriever(RerankOptions, BaseRetriever):
         docs = self.base_retriever.invoke(
             query, config={"callbacks": run_manager.get_child()}, **kwargs
         )
-        ranked = cut.rerank(self._reranker, query, texts_of_documents(docs))
+        texts = texts_of_documents(docs)
+        ranked = cut.rerank(self._reranker, query, texts, self._first_stage(docs, cut))
         data = RerankEventData.of(self._reranker, query, cut, len(docs), model=self.model)
         emit(run_manager, data.outcome(ranked))
         return scored_copies(docs, ranked, self._evidence())
@@ -73,7 +74,8 @@ class RerankRetriever(RerankOptions, BaseRetriever):
         docs = await self.base_retriever.ainvoke(
             query, config={"callbacks": run_manager.get_child()}, **kwargs
         )
-        ranked = await cut.arerank(self._reranker, query, texts_of_documents(docs))
+        texts = texts_of_documents(docs)
+        ranked = await cut.arerank(self._reranker, query, texts, self._first_stage(docs, cut))
         data = RerankEventData.of(self._reranker, query, cut, len(docs), model=self.model)
         await aemit(run_manager, data.outcome(ranked))
         return scored_copies(docs, ranked, self._evidence())

@@ -9,9 +9,11 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from rerank_core import EmptyQueryError
 from rerank_core.adapter_support import (
     EVIDENCE_KEYS,
+    RERANK_SCORE,
     Evidence,
     check_query,
     evidence_entries,
+    fusion_entries,
     one_of,
     ranked_items,
     texts_of,
@@ -67,13 +69,13 @@ def scored_copies(
         src = item.node
         content = src.get_content(metadata_mode=MetadataMode.NONE)
         span = evidence.of(r, content)
-        entries = evidence_entries(span, ranked)
+        entries = {**evidence_entries(span, ranked), **fusion_entries(r)}
         if keep_retrieval_score:
             entries[RETRIEVAL_SCORE] = item.score
         update: dict[str, Any] = {
             "metadata": with_entries(src.metadata, **entries),
-            "excluded_embed_metadata_keys": _hidden(src.excluded_embed_metadata_keys),
-            "excluded_llm_metadata_keys": _hidden(src.excluded_llm_metadata_keys),
+            "excluded_embed_metadata_keys": _hidden(src.excluded_embed_metadata_keys, entries),
+            "excluded_llm_metadata_keys": _hidden(src.excluded_llm_metadata_keys, entries),
         }
         if span.text is not None and "text" in type(src).model_fields:
             update["text"] = span.text
@@ -85,6 +87,7 @@ def scored_copies(
     return out
 
 
-def _hidden(keys: list[str]) -> list[str]:
-    extra = [k for k in (RETRIEVAL_SCORE, *EVIDENCE_KEYS) if k not in keys]
+def _hidden(keys: list[str], entries: dict[str, Any]) -> list[str]:
+    fused = (RERANK_SCORE,) if RERANK_SCORE in entries else ()
+    extra = [k for k in (RETRIEVAL_SCORE, *EVIDENCE_KEYS, *fused) if k not in keys]
     return [*keys, *extra]

@@ -26,9 +26,11 @@ from rerank_core.adapter_support import (
     configure,
     cut_of,
     evidence_of,
+    first_stage_scores,
     invalid_fields,
 )
 from rerank_core.cascade import AnyReranker
+from rerank_core.fusion import FusionLike
 from rerank_core.scales import CutoffScale
 from rerank_core.types import Ranking
 
@@ -60,6 +62,13 @@ class RerankPostprocessor(BaseNodePostprocessor):
     ``deadline_ms``: stop scoring then; unscored nodes follow in retrieval order with score
     ``None``. ``return_text="window"``: a copy carries only its best window (plus
     ``window_context_chars`` on each side).
+
+    Score fusion: ``fusion="rrf"`` or ``("linear", w)`` (``w``: the retriever's weight)
+    ranks by the reranker's score fused with each node's retrieval score
+    (``NodeWithScore.score``; a node without one is a ``FirstStageScoreError``). A copy's
+    score is then the fused score and its metadata keeps the reranker's own under
+    ``rerank_score``; ``min_score``/``confidence_threshold`` still read the reranker's
+    score. ``fusion="none"`` turns an engine's default fusion off.
 
     Score scales: ``backend="minilm"`` and ``"bge"`` return raw logits (unbounded; a 0–1
     cutoff from LlamaIndex's ``SentenceTransformerRerank``, which applies a sigmoid, means
@@ -110,6 +119,11 @@ class RerankPostprocessor(BaseNodePostprocessor):
     window_context_chars: int = Field(
         default=0, description="With return_text='window': characters of context each side."
     )
+    fusion: str | None = Field(
+        default=None,
+        description="Score fusion with the retrieval score: 'rrf', 'rrf:K', 'linear:W' (W: "
+        "the retrieval score's weight) or 'none' (None: the engine's default).",
+    )
     _reranker: AnyReranker = PrivateAttr()
 
     def __init__(
@@ -128,6 +142,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
         deadline_ms: float | None = None,
         return_text: ReturnText = "document",
         window_context_chars: int = 0,
+        fusion: FusionLike = None,
         reranker: AnyReranker | None = None,
         callback_manager: CallbackManager | None = None,
         **options: Any,
@@ -145,6 +160,7 @@ class RerankPostprocessor(BaseNodePostprocessor):
             deadline_ms=deadline_ms,
             return_text=return_text,
             window_context_chars=window_context_chars,
+            fusion=fusion,
             **options,
         )
         config = configure(COMMON_FIELDS, values, reranker)
@@ -173,8 +189,9 @@ class RerankPostprocessor(BaseNodePostprocessor):
         query, texts, cut = self._inputs(nodes, query_bundle)
         if not texts:
             return []
+        first = self._first_stage(nodes, cut)
         with self._events(nodes, query_bundle, query, cut) as (end, data):
-            ranked = cut.rerank(self._reranker, query, texts)
+            ranked = cut.rerank(self._reranker, query, texts, first)
             return end(self._copies(nodes, ranked), data.outcome(ranked))
 
     async def _apostprocess_nodes(
@@ -183,8 +200,9 @@ class RerankPostprocessor(BaseNodePostprocessor):
         query, texts, cut = self._inputs(nodes, query_bundle)
         if not texts:
             return []
+        first = self._first_stage(nodes, cut)
         with self._events(nodes, query_bundle, query, cut) as (end, data):
-            ranked = await cut.arerank(self._reranker, query, texts)
+            ranked = await cut.arerank(self._reranker, query, texts, first)
             return end(self._copies(nodes, ranked), data.outcome(ranked))
 
     def _inputs(
@@ -192,6 +210,14 @@ class RerankPostprocessor(BaseNodePostprocessor):
     ) -> tuple[str, list[str], Cut]:
         query = query_of(query_bundle)
         return query, texts_of_nodes(nodes, self.metadata_mode), cut_of(self.__dict__)
+
+    def _first_stage(self, nodes: list[NodeWithScore], cut: Cut) -> list[float] | None:
+        """The nodes' retrieval scores when the call fuses scores (else ``None``)."""
+        if not cut.fuses(self._reranker):
+            return None
+        return first_stage_scores(
+            nodes, lambda n: n.score, name="nodes", what="no retrieval score (NodeWithScore.score)"
+        )
 
     @contextmanager
     def _events(

@@ -22,6 +22,12 @@ framework's objects. The rest is here, so every adapter behaves the same:
   errors naming the bad index; :func:`scored_items` pairs each result with its input item and
   the score to write into the copy (``None`` when unscored); :func:`with_entries` is a new
   metadata dict, never the caller's.
+* Score fusion (:mod:`~rerank_core.fusion`): the ``fusion`` field (stored as its canonical
+  string, e.g. ``"rrf"``, ``"linear:0.3"``, ``"none"``) travels in the :class:`Cut`;
+  :meth:`Cut.fuses` says whether a call fuses (the field, else the engine's default), and
+  :func:`first_stage_scores` reads the first stage's score of each item (a typed
+  ``FirstStageScoreError`` naming the item when one is missing). A fused copy keeps the
+  reranker's own score under ``rerank_score`` (:func:`fusion_entries`).
 * :class:`RerankEventData` is what an adapter's rerank events carry (query, model name,
   effective ``top_n``); :meth:`RerankEventData.outcome` adds the call's facts (rank-1 score,
   ``low_confidence``, threshold, scale, unscored texts, ``deadline_passed``).
@@ -44,8 +50,9 @@ from .cascade import AnyReranker, Cascade
 from .deadline import check_deadline_ms
 from .deps import require
 from .engine import Reranker
-from .errors import ConfigError, EmptyQueryError, InvalidTextError
+from .errors import ConfigError, EmptyQueryError, FirstStageScoreError, InvalidTextError
 from .evidence import check_context_chars, evidence_span
+from .fusion import parse_fusion
 from .scales import CutoffScale, check_cutoff_scale
 from .types import RankedText, Ranking
 
@@ -54,6 +61,7 @@ __all__ = [
     "DEFAULT_BACKEND",
     "EVIDENCE_KEYS",
     "LOW_CONFIDENCE",
+    "RERANK_SCORE",
     "RETURN_TEXT",
     "WINDOW_COUNT",
     "WINDOW_END",
@@ -69,6 +77,8 @@ __all__ = [
     "cut_of",
     "evidence_entries",
     "evidence_of",
+    "first_stage_scores",
+    "fusion_entries",
     "invalid_fields",
     "one_of",
     "ranked_items",
@@ -95,6 +105,7 @@ COMMON_FIELDS = (
     "deadline_ms",
     "return_text",
     "window_context_chars",
+    "fusion",
 )
 
 ReturnText = Literal["document", "window"]
@@ -107,6 +118,8 @@ WINDOW_END = "rerank_window_end"
 WINDOW_COUNT = "rerank_window_count"
 LOW_CONFIDENCE = "rerank_low_confidence"
 EVIDENCE_KEYS = (WINDOW_START, WINDOW_END, WINDOW_COUNT, LOW_CONFIDENCE)
+#: With score fusion: the reranker's own score (the copy's score is the fused one).
+RERANK_SCORE = "rerank_score"
 
 
 def require_framework(module: str, *, extra: str, adapter: str) -> ModuleType:
@@ -138,6 +151,7 @@ class Cut:
     confidence_threshold: float | None = None
     cutoff_scale: CutoffScale = None
     deadline_ms: float | None = None
+    fusion: str | None = None
 
     def __post_init__(self) -> None:
         positive_int("top_n", self.top_n, allow_none=True)
@@ -145,6 +159,7 @@ class Cut:
         number("confidence_threshold", self.confidence_threshold, allow_none=True)
         check_cutoff_scale(self.cutoff_scale)
         check_deadline_ms(self.deadline_ms)
+        parse_fusion(self.fusion)
 
     def override(
         self,
@@ -160,6 +175,7 @@ class Cut:
             self.confidence_threshold if confidence_threshold is None else confidence_threshold,
             self.cutoff_scale,
             self.deadline_ms if deadline_ms is None else deadline_ms,
+            self.fusion,
         )
 
     def _options(self) -> dict[str, Any]:
@@ -171,15 +187,54 @@ class Cut:
             "deadline_ms": self.deadline_ms,
         }
 
+    def fuses(self, engine: AnyReranker) -> bool:
+        """Whether a call fuses scores: this cut's ``fusion``, else the engine's default."""
+        if self.fusion is not None:
+            return parse_fusion(self.fusion) is not None
+        return isinstance(engine, Reranker) and engine.fusion is not None
+
+    def _fusion_options(self, first_stage: Sequence[float] | None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.fusion is not None:
+            out["fusion"] = self.fusion
+        if first_stage is not None:
+            out["first_stage_scores"] = first_stage
+        return out
+
     def check(self, engine: AnyReranker) -> None:
         """Check the cutoffs against the engine's score scale now (a ConfigError for a
-        probability outside 0–1; the once-per-engine warning for a 0–1 cutoff on logits)."""
+        probability outside 0–1; the once-per-engine warning for a 0–1 cutoff on logits);
+        a fusion on a ``Cascade`` is a ConfigError (fusion needs a single ``Reranker``)."""
+        if isinstance(engine, Cascade) and self.fusion is not None and self.fuses(engine):
+            raise ConfigError(
+                f"fusion={self.fusion!r} needs a single Reranker; a Cascade does not fuse scores"
+            )
         engine.rerank_many([], **self._options())
 
-    def rerank(self, engine: AnyReranker, query: str, texts: Sequence[str]) -> Ranking:
+    def rerank(
+        self,
+        engine: AnyReranker,
+        query: str,
+        texts: Sequence[str],
+        first_stage: Sequence[float] | None = None,
+    ) -> Ranking:
+        """``first_stage``: the items' first-stage scores when :meth:`fuses`."""
+        if isinstance(engine, Reranker):
+            return engine.rerank(
+                query, texts, **self._options(), **self._fusion_options(first_stage)
+            )
         return engine.rerank(query, texts, **self._options())
 
-    async def arerank(self, engine: AnyReranker, query: str, texts: Sequence[str]) -> Ranking:
+    async def arerank(
+        self,
+        engine: AnyReranker,
+        query: str,
+        texts: Sequence[str],
+        first_stage: Sequence[float] | None = None,
+    ) -> Ranking:
+        if isinstance(engine, Reranker):
+            extra = self._fusion_options(first_stage)
+            return await engine.arerank(query, texts, **self._options(), **extra)
         return await engine.arerank(query, texts, **self._options())
 
     def effective_top_n(self, engine: AnyReranker, n_inputs: int) -> int:
@@ -278,6 +333,9 @@ def configure(
     """
     fields = {k: v for k, v in values.items() if k in field_names}
     options = {k: v for k, v in values.items() if k not in field_names and v is not None}
+    if fields.get("fusion") is not None:  # stored as its canonical string
+        fusion = parse_fusion(fields["fusion"])
+        fields["fusion"] = fusion.spec() if fusion is not None else "none"
     cut_of(fields)
     evidence_of(fields)
     if isinstance(fields.get("model"), os.PathLike):
@@ -309,6 +367,7 @@ def cut_of(fields: Mapping[str, Any]) -> Cut:
         fields.get("confidence_threshold"),
         fields.get("cutoff_scale"),
         fields.get("deadline_ms"),
+        fields.get("fusion"),
     )
 
 
@@ -394,6 +453,31 @@ def ranked_items(
     ``None`` for an item the engine did not score (passthrough, or a deadline passed)."""
     for r in ranked:
         yield items[r.index], r, (r.score if r.scored else None)
+
+
+def first_stage_scores(
+    items: Sequence[T], score: Callable[[T], object], *, name: str, what: str
+) -> list[float]:
+    """The first-stage score of each item (``score(item)``), for score fusion; a missing
+    (``None``) or non-numeric one is a ``FirstStageScoreError`` naming ``{name}[i]`` and
+    ``what`` should hold it."""
+    out = []
+    for i, item in enumerate(items):
+        value = score(item)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FirstStageScoreError(
+                f"score fusion needs the first stage's score of every item: {name}[{i}] has "
+                f"{what} = {value!r:.40} (pass fusion='none' to rerank without it)",
+                index=i,
+            )
+        out.append(float(value))
+    return out
+
+
+def fusion_entries(r: RankedText) -> dict[str, Any]:
+    """The metadata entry of a fused copy: the reranker's own score under
+    ``rerank_score`` (empty without fusion)."""
+    return {RERANK_SCORE: r.rerank_score} if r.rerank_score is not None else {}
 
 
 def with_entries(metadata: Mapping[str, Any], **entries: Any) -> dict[str, Any]:

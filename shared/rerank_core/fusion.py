@@ -235,6 +235,8 @@ class FirstStage:
     def check(self, plan: Plan) -> list[list[float]]:
         """The first-stage scores per job, checked against the plan's texts."""
         n_jobs = len(plan.texts)
+        if n_jobs == 0:
+            return []
         if self.scores is None:
             raise FirstStageScoreError(
                 f"fusion={self.fusion.spec()!r} needs the first stage's scores: pass "
