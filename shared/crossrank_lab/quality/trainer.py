@@ -323,6 +323,8 @@ def finetune(
             "seconds": seconds,
             "loss_history": history,
             "saved_max_length": model.max_seq_length,
+            # the pair length it learnt from: the local backends' default max_length
+            "trained_max_length": config.max_length,
             "layers": {"kept": config.layers, "of": base_layers} if base_layers else None,
         }
     )

@@ -29,6 +29,7 @@ from .runtime import (
 )
 from .runtime.overhead import measure_added_tokens
 from .runtime.untrained import check_allow_untrained, missing_head_weights, refuse_untrained
+from .trained_length import trained_max_length
 
 __all__ = ["DEFAULT_MODEL", "FAMILY", "CrossEncoderBackend"]
 
@@ -61,7 +62,8 @@ class CrossEncoderBackend(LocalBackend):
     ``model``: hub id or local directory, or a ready ``CrossEncoder`` instance (never
     modified: conversions work on a copy). ``device``: ``"cpu"`` (default), ``"auto"``
     (one GPU if present) or a torch device string. ``max_length``: cap on tokens per
-    pair (default: the model's).
+    pair (default: the length a local folder's ``crossrank_training.json`` says the model
+    was trained on, else the model's; see :mod:`~rerank_core.backends.trained_length`).
 
     Speed (see the README's speed section):
 
@@ -139,6 +141,8 @@ class CrossEncoderBackend(LocalBackend):
                 ce = st.CrossEncoder(model_id, **kwargs)
             except Exception as exc:
                 raise load_error(model_id, exc) from exc
+        if max_length is None and owned:  # the pair length it was trained on, when recorded
+            max_length = trained_max_length(model_id)
         model_max = int(ce.max_seq_length or 512)
         limit = min(max_length, model_max) if max_length else model_max
         if limit != model_max:

@@ -50,6 +50,7 @@ from .runtime.untrained import (
     missing_head_weights,
     refuse_untrained,
 )
+from .trained_length import trained_max_length
 
 __all__ = ["DEFAULT_MODEL", "FAMILY", "FlagRerankerBackend"]
 
@@ -88,7 +89,8 @@ class FlagRerankerBackend(LocalBackend):
     device such as ``"cuda:0"``; never several devices, never a process pool.
     ``fp16``: half precision on a GPU (on CPU it is ignored with a warning, as
     FlagEmbedding itself does). ``max_length``: tokens per (query, text) pair,
-    special tokens included (default 512, capped by the model). ``revision``: a hub
+    special tokens included (default: the length a local folder's
+    ``crossrank_training.json`` records, else 512; capped by the model). ``revision``: a hub
     branch, tag or commit. ``cache_dir``: the Hugging Face download cache. Scores are raw
     logits; the engine's ``normalize="sigmoid"`` gives ``compute_score(..., normalize=True)``.
 
@@ -186,7 +188,8 @@ class FlagRerankerBackend(LocalBackend):
             except Exception as exc:
                 raise load_error(model_id + (f"@{revision}" if revision else ""), exc) from exc
             keep = None
-            requested = max_length if max_length is not None else _DEFAULT_MAX_LENGTH
+            trained = trained_max_length(model_id)  # the pair length it was trained on
+            requested = max_length or trained or _DEFAULT_MAX_LENGTH
             query_max = None
             owned = True
 
