@@ -349,13 +349,19 @@ class Cascade:
     ) -> list[float]:
         """One score per text, in input order: the final stage's score, NaN for a text it
         did not score (dropped earlier, or left unscored)."""
-        return _in_input_order(self.rerank(query, texts, top_n=None, deadline_ms=deadline_ms))
+        jobs = check_jobs([(query, texts)])
+        return _in_input_order(self._run(jobs, self._uncut(deadline_ms))[0], len(jobs[0][1]))
 
     async def ascore(
         self, query: str, texts: Sequence[str], *, deadline_ms: float | None = None
     ) -> list[float]:
-        ranked = await self.arerank(query, texts, top_n=None, deadline_ms=deadline_ms)
-        return _in_input_order(ranked)
+        jobs = check_jobs([(query, texts)])
+        ranked = (await self._arun(jobs, self._uncut(deadline_ms)))[0]
+        return _in_input_order(ranked, len(jobs[0][1]))
+
+    def _uncut(self, deadline_ms: float | None) -> _Call:
+        """A score call's options: no cut at all (not even the cascade's ``top_n``)."""
+        return dataclasses.replace(self._call(None, None, None, None, deadline_ms), top_n=None)
 
     def rerank(
         self,
@@ -669,8 +675,8 @@ def _not_scored(j: _Job, i: int) -> RankedText:
     return dataclasses.replace(x, score=math.nan, scored=False)
 
 
-def _in_input_order(ranked: Sequence[RankedText]) -> list[float]:
-    scores = [math.nan] * len(ranked)
+def _in_input_order(ranked: Sequence[RankedText], n: int) -> list[float]:
+    scores = [math.nan] * n
     for r in ranked:
         scores[r.index] = r.score
     return scores

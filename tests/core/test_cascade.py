@@ -151,6 +151,10 @@ def test_score_is_the_final_stage_score_in_input_order() -> None:
     assert len(scores) == len(TEXTS)
     assert scores[3] == pytest.approx(3.016) and scores[1] == pytest.approx(2.010)
     assert [math.isnan(s) for s in scores] == [True, False, True, False, True, True, False]
+    _, (a, b) = engines()
+    cut = Cascade([(a, 3), b], top_n=2)  # the cascade's top_n does not cut scores
+    assert len(cut.score(QUERY, TEXTS)) == len(TEXTS)
+    assert len(asyncio.run(cut.ascore(QUERY, TEXTS))) == len(TEXTS)
 
 
 def test_confidence_comes_from_the_final_stage() -> None:
