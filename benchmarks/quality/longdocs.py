@@ -35,6 +35,9 @@ CONFIGS: list[tuple[str, str, WindowConfig, int]] = [
     ("chunk-mean, 512-token windows", "long", WindowConfig(aggregate="mean"), 512),
     ("chunk top-2 mean, 512-token windows", "long", WindowConfig(aggregate="topk_mean"), 512),
     ("chunk-max, 256-token windows", "long", WindowConfig(overlap=32), 256),
+    # 0: the backend's default max_length (the length the model was trained on, when its
+    # crossrank_training.json records it)
+    ("chunk-max, default windows (the model's trained length)", "long", WindowConfig(), 0),
 ]
 
 
@@ -46,6 +49,10 @@ def main() -> None:
     ap.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
+    ap.add_argument("--max-queries", type=int, help="only the first N DL19 queries")
+    ap.add_argument(
+        "--rows", help="comma-separated row numbers of CONFIGS to run (default: all), e.g. 0,2,6"
+    )
     args = ap.parse_args()
 
     if args.threads:
@@ -53,12 +60,18 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
 
-    backend = Reranker("minilm", model=args.model, precision=args.precision, cache=None).backend
+    backend = Reranker(
+        "minilm", model=args.model, precision=args.precision, max_length=512, cache=None
+    ).backend
+    default = Reranker("minilm", model=args.model, precision=args.precision, cache=None).backend
     short_windows = Reranker(
         "minilm", model=args.model, precision=args.precision, max_length=256, cache=None
     ).backend
-    backends = {512: backend, 256: short_windows}
-    ds = load_beir(args.data / "trec-dl-2019-passage")
+    backends = {512: backend, 256: short_windows, 0: default}
+    configs = CONFIGS
+    if args.rows:
+        configs = [CONFIGS[int(i)] for i in args.rows.split(",")]
+    ds = load_beir(args.data / "trec-dl-2019-passage", max_queries=args.max_queries)
     first = read_trec_run(ds.runs["bm25_top100"])
     first = {q: first[q][: args.depth] for q in ds.queries}
 
@@ -73,8 +86,9 @@ def main() -> None:
         f"(max {max(lengths)}); candidate starts after {min(offsets)}–{max(offsets)} tokens"
     )
     rows: list[dict[str, Any]] = []
-    for name, kind, window, max_length in CONFIGS:
-        rr = Reranker(backends[max_length], window=window, cache=None)
+    for name, kind, window, length_key in configs:
+        max_length = backends[length_key].max_length
+        rr = Reranker(backends[length_key], window=window, cache=None)
         rr.score("warm up", ["a short text"])
         rr.reset_stats()
         run: Run = {}
@@ -117,6 +131,8 @@ def main() -> None:
         "model": args.model,
         "precision": args.precision,
         "max_length": backend.max_length,
+        "default_max_length": default.max_length,
+        "queries": len(first),
         "documents": len(lengths),
         "mean_tokens": statistics.mean(lengths),
         "max_tokens": max(lengths),
