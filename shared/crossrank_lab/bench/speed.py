@@ -930,17 +930,17 @@ def run(args: argparse.Namespace) -> int:
         args.callers,
         args.caller_passages,
     )
-    if busy:  # after the checks of the arguments: a bad one is the first line
+    fid_jobs = inputs.jobs[:fidelity_queries]
+    fid_judged = inputs.judged[:fidelity_queries]
+    inputs.jobs = inputs.jobs[: args.queries]
+    model, model_desc = resolve_model(args.model)
+    if busy:  # after the checks of the arguments and the model: a bad one is the first line
         print(
             f"WARNING: {BUSY_WARNING} (1-minute load average {load1_before:.2f} > 0.5 × "
             f"{cores} cores)",
             file=sys.stderr,
             flush=True,
         )
-    fid_jobs = inputs.jobs[:fidelity_queries]
-    fid_judged = inputs.judged[:fidelity_queries]
-    inputs.jobs = inputs.jobs[: args.queries]
-    model, model_desc = resolve_model(args.model)
     _apply_threads(args.threads)
     skipped: dict[str, str] = {}
     for n in names:
