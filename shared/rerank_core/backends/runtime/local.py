@@ -227,24 +227,26 @@ class LocalBackend(BackendBase[SpanMemo]):
                 variant=variant,
             )
 
-        def scorer_for(path: Path, precision: Precision) -> Forward:
-            def score(pairs: Sequence[Pair]) -> list[float]:
-                at = replace(plan, precision=precision)
-                runner = self._onnx_runner(path, tokenizer_json, at, encoding)
-                try:
-                    return list(runner.score(pairs))
-                finally:
-                    runner.close()
+        runners: list[OnnxRunner] = []  # one per model the probe scores, closed after
 
-            return score
+        def scorer_for(path: Path, precision: Precision) -> Forward:
+            runner = self._onnx_runner(
+                path, tokenizer_json, replace(plan, precision=precision), encoding
+            )
+            runners.append(runner)
+            return lambda pairs: list(runner.score(pairs))
 
         fp32 = export("fp32", None)
-        verdict = guard.choose_variant(
-            fp32.parent,
-            reference=scorer_for(fp32, "fp32"),
-            quantize=lambda v: export("int8", v),
-            scorer_for=lambda p: scorer_for(p, "int8"),
-        )
+        try:
+            verdict = guard.choose_variant(
+                fp32.parent,
+                reference=lambda pairs: scorer_for(fp32, "fp32")(pairs),
+                quantize=lambda v: export("int8", v),
+                scorer_for=lambda p: scorer_for(p, "int8"),
+            )
+        finally:
+            for r in runners:
+                r.close()
         self._verdict = verdict
         self._variant = verdict.variant
         if verdict.variant is None:
