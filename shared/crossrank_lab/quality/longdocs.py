@@ -7,6 +7,11 @@ extra of up to ``jitter`` tokens), then the candidate, then up to ``tail`` token
 more filler. Fillers are drawn from the corpus, never from the query's judged documents
 or its candidates, so the candidate stays the only text that bears on the query and the
 qrels keep their meaning. A reranker that truncates at 512 tokens sees only filler.
+
+:func:`multi_abstract_documents` builds the second set, a real long-document collection
+from an abstract corpus such as SciFact: each candidate becomes a document of ``k`` whole
+abstracts, the candidate at a random position among them, so the document reads like a
+multi-paper digest and the relevant abstract is as likely first as last.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .data import Dataset, Run
+from rerank_core.errors import ConfigError
 
-__all__ = ["LongDoc", "bury", "long_documents"]
+from .data import Dataset, DatasetError, Run
+
+__all__ = ["LongDoc", "bury", "long_documents", "multi_abstract_documents"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +32,7 @@ class LongDoc:
     text: str
     start: int  # character offset of the buried candidate
     tokens_before: int  # tokens of filler in front of it
+    position: int = -1  # multi-abstract documents: the candidate's slot (0 = first)
 
 
 def bury(
@@ -91,6 +99,58 @@ def long_documents(
                 min_offset=min_offset + rng.randint(0, jitter),
                 tail=rng.randint(0, tail),
                 rng=rng,
+            )
+        out[qid] = docs
+    return out
+
+
+def multi_abstract_documents(
+    dataset: Dataset,
+    run: Run,
+    depth: int,
+    *,
+    k: int = 4,
+    count_tokens: Callable[[str], int],
+    seed: int = 0,
+    separator: str = "\n\n",
+) -> dict[str, dict[str, LongDoc]]:
+    """query id → {doc id: a document of ``k`` abstracts, the candidate's among them} for
+    each query's first-stage top ``depth``.
+
+    The candidate sits at a random slot (uniform over ``0..k-1``); the other ``k - 1``
+    abstracts are distinct documents of the corpus drawn at random, never one the query's
+    qrels judge or one of its first-stage candidates, so the qrels carry over unchanged
+    (the document keeps the candidate's id). Each query draws from its own generator,
+    seeded by ``seed`` and the query id: a query's documents do not depend on which other
+    queries are built (``--max-queries`` keeps the same documents).
+    """
+    if k < 1:
+        raise ConfigError(f"k (abstracts per document) must be >= 1, got {k}")
+    if depth < 1:
+        raise ConfigError(f"depth must be >= 1, got {depth}")
+    all_ids = sorted(dataset.corpus)
+    out: dict[str, dict[str, LongDoc]] = {}
+    for qid in dataset.queries:
+        rng = random.Random(f"{seed}:{qid}")
+        ranked = [d for d, _ in run.get(qid, [])]
+        banned = set(dataset.qrels.get(qid, {})) | set(ranked)
+        pool = [d for d in all_ids if d not in banned]
+        if len(pool) < k - 1:
+            raise DatasetError(
+                f"query {qid!r}: only {len(pool)} unjudged non-candidate documents in "
+                f"{dataset.name}, {k - 1} needed per document"
+            )
+        docs: dict[str, LongDoc] = {}
+        for doc in ranked[:depth]:
+            others = [dataset.body(f) for f in rng.sample(pool, k - 1)]
+            slot = rng.randrange(k)
+            parts = [*others[:slot], dataset.body(doc), *others[slot:]]
+            head = "".join(p + separator for p in parts[:slot])
+            docs[doc] = LongDoc(
+                text=separator.join(parts),
+                start=len(head),
+                tokens_before=sum(count_tokens(p) for p in parts[:slot]),
+                position=slot,
             )
         out[qid] = docs
     return out
