@@ -68,7 +68,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--teacher-cache",
         type=Path,
         metavar="FILE.npz",
-        help="keep the teacher's embeddings here and reuse them in later runs",
+        help="keep the teacher's embeddings here and reuse them in later runs "
+        "(the reranker teacher's scores go beside it, in FILE.reranker.npz)",
+    )
+    p.add_argument(
+        "--teacher-reranker",
+        metavar="MODEL_DIR",
+        help="cross-encoder for the 'reranker=W' teacher signal: its raw scores (logits), "
+        "times W, are added to the mix after the temperature (see docs/cascade.md)",
     )
     p.add_argument("--loss", choices=("listnet", "bce"), default="listnet")
     p.add_argument("--group-size", type=positive_int, default=8, help="documents per training list")
@@ -127,11 +134,24 @@ def _check_layers(base: str, layers: int) -> None:
         raise ConfigError(msg)
 
 
+def _check_reranker_teacher(weight: float, args: argparse.Namespace) -> None:
+    """``reranker=W`` and ``--teacher-reranker`` go together (checked before any model)."""
+    if args.loss != "listnet":
+        return
+    if weight > 0 and not args.teacher_reranker:
+        msg = "the teacher mix names 'reranker' but no --teacher-reranker MODEL_DIR was given"
+        raise ConfigError(msg)
+    if args.teacher_reranker and not weight > 0:
+        msg = "--teacher-reranker needs a 'reranker=W' weight in --teacher (e.g. reranker=1)"
+        raise ConfigError(msg)
+
+
 def run(args: argparse.Namespace) -> int:
     """Errors propagate: ``crossrank`` prints them in one line (exit 2 for bad input)."""
     from ..quality.training import TeacherMix, build_lists, load_sources, score_lists
 
     mix = TeacherMix.parse(args.teacher)
+    _check_reranker_teacher(mix.reranker, args)
     base = args.base_model or str(shipped_minilm("--base-model"))
     if args.layers is not None:  # checked before the lists and the teacher (minutes)
         _check_layers(base, args.layers)
@@ -192,7 +212,17 @@ def run(args: argparse.Namespace) -> int:
                 cache=args.teacher_cache,
                 bf16=args.precision != "fp32" and bf16_available(),
             )
-        score_lists(lists, mix, encode=encode)
+        rerank = None
+        if mix.reranker > 0:
+            from ..quality.teacher import cross_encoder, reranker_cache
+
+            rerank = cross_encoder(
+                args.teacher_reranker,
+                cache=reranker_cache(args.teacher_cache),
+                threads=args.threads,
+                device=args.device,
+            )
+        score_lists(lists, mix, encode=encode, rerank=rerank)
         _log(f"teacher {mix} scored the lists in {time.perf_counter() - t1:.0f}s")
     from ..quality.trainer import TrainConfig, bf16_available, finetune
 
@@ -214,7 +244,11 @@ def run(args: argparse.Namespace) -> int:
     _log(f"training from {base}{cut}; bf16 available: {bf16_available()}")
     record: dict[str, Any] = {
         "train": list(args.train),
-        "teacher": {"mix": str(mix), "model": teacher_model} if args.loss == "listnet" else None,
+        "teacher": (
+            {"mix": str(mix), "model": teacher_model, "reranker": args.teacher_reranker}
+            if args.loss == "listnet"
+            else None
+        ),
         "data": {
             "group_size": args.group_size,
             "groups_per_query": groups,

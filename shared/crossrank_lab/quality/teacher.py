@@ -1,8 +1,11 @@
-"""The bi-encoder teacher: normalised embeddings of queries and documents.
+"""The teachers: a bi-encoder's normalised embeddings and a cross-encoder's scores.
 
-Its cosine is the ``dense`` signal of :class:`~.training.TeacherMix`. Embeddings can be
-kept in an ``.npz`` file keyed by the model, its weights, precision and the text, so
-that later training runs (and teacher checks) do not encode the same texts again.
+The bi-encoder's cosine is the ``dense`` signal of :class:`~.training.TeacherMix`; a
+reranker's raw score (its logit) is the ``reranker`` signal. Both can be kept in an
+``.npz`` file (``--teacher-cache``) keyed by the model, its weights and the text (the
+reranker's by its engine fingerprint and the pair), so that later training runs do not
+encode or score the same texts again; ``crossrank finetune`` keeps the reranker's scores
+beside the embeddings, in ``<cache>.reranker.npz`` (:func:`reranker_cache`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bi_encoder"]
+__all__ = ["bi_encoder", "cross_encoder", "reranker_cache"]
 
 logger = logging.getLogger("crossrank.quality")
 
@@ -75,3 +78,86 @@ def bi_encoder(
         return np.stack([stored[k] for k in keys])
 
     return encode
+
+
+def reranker_cache(cache: Path | None) -> Path | None:
+    """Where the reranker teacher's scores go, beside the embeddings file ``cache``."""
+    if cache is None:
+        return None
+    stem = cache.name.removesuffix(".npz")
+    return cache.with_name(f"{stem}.reranker.npz")
+
+
+def _load(cache: Path | None) -> dict[str, Any]:
+    import numpy as np
+
+    if cache is None or not cache.exists():
+        return {}
+    with np.load(cache) as f:
+        return dict(zip(f["keys"].tolist(), f["vectors"], strict=True))
+
+
+def _save(cache: Path, stored: dict[str, Any]) -> None:
+    import numpy as np
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, keys=np.array(list(stored)), vectors=np.stack(list(stored.values())))
+    tmp.replace(cache)
+
+
+def cross_encoder(
+    model: str,
+    *,
+    backend: str = "minilm",
+    cache: Path | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    chunk: int = 2048,
+    **options: Any,
+) -> Any:
+    """``score(pairs)``: a reranker's raw score per ``(query, document)`` pair, through
+    rerank_core's :class:`~rerank_core.Reranker` (the engine's defaults: the fast runtime,
+    ``precision="auto"``, the model's own windows, no score normalisation), so the
+    teacher scores a pair exactly as the engine ranks it. Pairs are scored query by
+    query; with ``cache`` each score is stored under the engine's fingerprint and the
+    pair (a 1-element vector in the same ``.npz`` layout as the embeddings)."""
+    import hashlib
+
+    import numpy as np
+    from rerank_core import Reranker
+
+    extra: dict[str, Any] = dict(options)
+    if threads is not None:
+        extra["num_threads"] = threads
+    if device is not None:
+        extra["device"] = device
+    reranker = Reranker(backend, model=model, cache=None, **extra)
+    salt = f"reranker|{reranker.fingerprint}"
+
+    def key(query: str, doc: str) -> str:
+        return hashlib.sha1(f"{salt}|{query}\0{doc}".encode()).hexdigest()
+
+    def score(pairs: list[tuple[str, str]]) -> list[float]:
+        stored = _load(cache)
+        keys = [key(q, d) for q, d in pairs]
+        by_query: dict[str, list[int]] = {}
+        for i, k in enumerate(keys):
+            if k not in stored:
+                by_query.setdefault(pairs[i][0], []).append(i)
+        todo = sum(len(v) for v in by_query.values())
+        done = 0
+        since_save = 0
+        for query, idx in by_query.items():
+            scores = reranker.score(query, [pairs[i][1] for i in idx])
+            for i, s in zip(idx, scores, strict=True):
+                stored[keys[i]] = np.array([s], dtype=np.float32)
+            done += len(idx)
+            since_save += len(idx)
+            if cache is not None and (since_save >= chunk or done == todo):
+                _save(cache, stored)  # chunk by chunk: a long run can resume
+                since_save = 0
+        logger.info("teacher reranker scores: %d computed, %d cached", todo, len(pairs) - todo)
+        return [float(stored[k][0]) for k in keys]
+
+    return score

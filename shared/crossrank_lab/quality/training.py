@@ -9,7 +9,15 @@ teacher logit; the teacher mixes, per list:
 - ``label``: the judged grade divided by the dataset's top grade,
 
 each weighted, summed and divided by ``temperature`` (``dense=1, temperature=0.05`` is
-softmax(cos/0.05), plain listwise distillation of the bi-encoder).
+softmax(cos/0.05), plain listwise distillation of the bi-encoder); plus
+
+- ``reranker``: a cross-encoder's raw score (a logit) times its weight, **not** divided by
+  the temperature. A reranker trained with ListNet towards ``mix/T`` already outputs
+  logits on that scale (softmax is shift-invariant, so its logits match the targets' spread,
+  not their offset), and a student distilled with ``reranker=1`` learns the teacher's own
+  distribution: ``softmax(student) ≈ softmax(teacher logits)``. Dividing again by ``T``
+  would sharpen it twentyfold at ``T=0.05``. So a list's target per document is
+  ``(dense·cos + bm25·bm25/max + label·grade/max) / temperature + reranker·logit``.
 
 Documents of a list: one judged-relevant document (when the query has one in the corpus)
 and hard negatives sampled from the query's BM25 top ``depth`` (judged-relevant ones
@@ -46,6 +54,7 @@ __all__ = [
 logger = logging.getLogger("crossrank.quality")
 
 _SENTENCE = re.compile(r"[^.!?]+[.!?]?")
+SIGNALS = ("dense", "bm25", "label", "reranker")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,22 +64,24 @@ class TeacherMix:
     dense: float = 1.0
     bm25: float = 0.0
     label: float = 0.0
+    reranker: float = 0.0
     temperature: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("dense", "bm25", "label"):
+        for name in SIGNALS:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise ConfigError(f"teacher weight {name} must be a number >= 0, got {v!r}")
-        if self.dense == self.bm25 == self.label == 0:
+        if self.dense == self.bm25 == self.label == self.reranker == 0:
             raise ConfigError("the teacher needs at least one signal with a weight > 0")
         if not self.temperature > 0:
             raise ConfigError(f"teacher temperature must be > 0, got {self.temperature!r}")
 
     @classmethod
     def parse(cls, spec: str) -> TeacherMix:
-        """``"dense=0.5,bm25=0.5,label=0.2,temperature=0.05"`` (missing weights are 0)."""
-        weights: dict[str, float] = {"dense": 0.0, "bm25": 0.0, "label": 0.0}
+        """``"dense=0.5,bm25=0.5,label=0.2,temperature=0.05"`` or ``"reranker=1"``
+        (missing weights are 0)."""
+        weights: dict[str, float] = dict.fromkeys(SIGNALS, 0.0)
         temperature = 0.05
         for part in spec.split(","):
             if not part.strip():
@@ -88,7 +99,8 @@ class TeacherMix:
             elif name in weights:
                 weights[name] = number
             else:
-                raise ConfigError(f"unknown teacher signal {name!r}; use dense, bm25, label")
+                known = ", ".join(SIGNALS)
+                raise ConfigError(f"unknown teacher signal {name!r}; use {known} or temperature")
         return cls(temperature=temperature, **weights)
 
 
@@ -282,12 +294,15 @@ def score_lists(
     mix: TeacherMix,
     *,
     encode: Callable[[list[str]], Any] | None = None,
+    rerank: Callable[[list[tuple[str, str]]], Sequence[float]] | None = None,
     batch_size: int = 64,
 ) -> None:
     """Fill each list's ``targets`` from the teacher ``mix``.
 
     ``encode(texts) -> array`` returns L2-normalised embeddings (needed when
     ``mix.dense > 0``); every distinct query and document is encoded once.
+    ``rerank(pairs) -> scores`` returns a cross-encoder's raw score per ``(query, doc)``
+    pair (needed when ``mix.reranker > 0``); every distinct pair is scored once.
     """
     cos: list[list[float]] = [[0.0] * len(t.docs) for t in lists]
     if mix.dense > 0:
@@ -301,6 +316,16 @@ def score_lists(
         for i, t in enumerate(lists):
             q = emb[where[t.query]]
             cos[i] = [float(emb[where[d]] @ q) for d in t.docs]
+    logit: list[list[float]] = [[0.0] * len(t.docs) for t in lists]
+    if mix.reranker > 0:
+        if rerank is None:
+            raise ConfigError("a reranker teacher weight needs a cross-encoder (rerank=...)")
+        pairs = list(dict.fromkeys((t.query, d) for t in lists for d in t.docs))
+        scores = [float(s) for s in rerank(pairs)]
+        if len(scores) != len(pairs) or not all(abs(s) < float("inf") for s in scores):
+            raise ConfigError("the reranker teacher must return one finite score per pair")
+        scored = dict(zip(pairs, scores, strict=True))
+        logit = [[scored[(t.query, d)] for d in t.docs] for t in lists]
     for i, t in enumerate(lists):
         top = max(t.bm25) if t.bm25 and max(t.bm25) > 0 else 1.0
         t.targets = [
@@ -310,5 +335,6 @@ def score_lists(
                 + mix.label * ((g or 0) / t.max_grade if g is not None else 0.0)
             )
             / mix.temperature
-            for c, b, g in zip(cos[i], t.bm25, t.grades, strict=True)
+            + mix.reranker * r
+            for c, b, g, r in zip(cos[i], t.bm25, t.grades, logit[i], strict=True)
         ]
