@@ -85,6 +85,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="lists sampled per query: one number, or one per --train source (e.g. 1,8)",
     )
     p.add_argument("--depth", type=positive_int, default=30, help="BM25 depth for hard negatives")
+    p.add_argument(
+        "--negatives",
+        choices=("bm25", "dense", "mixed"),
+        default="bm25",
+        help="hard negatives from BM25's top --depth, the bi-encoder's (--teacher-model), "
+        "or both (judged-relevant documents skipped)",
+    )
     p.add_argument("--pseudo-queries", type=int, default=0, help="pseudo-queries cut from passages")
     p.add_argument(
         "--pseudo-from",
@@ -134,6 +141,19 @@ def _check_layers(base: str, layers: int) -> None:
         raise ConfigError(msg)
 
 
+def _bi_encoder(args: argparse.Namespace) -> Any:
+    from ..quality.teacher import bi_encoder
+    from ..quality.trainer import bf16_available
+
+    return bi_encoder(
+        args.teacher_model or str(shipped_minilm("--teacher-model")),
+        args.device,
+        progress=not args.quiet,
+        cache=args.teacher_cache,
+        bf16=args.precision != "fp32" and bf16_available(),
+    )
+
+
 def _check_reranker_teacher(weight: float, args: argparse.Namespace) -> None:
     """``reranker=W`` and ``--teacher-reranker`` go together (checked before any model)."""
     if args.loss != "listnet":
@@ -163,6 +183,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(msg) from None
     t0 = time.perf_counter()
     sources = load_sources(args.train, show_progress=not args.quiet)
+    encode = None
+    if args.negatives != "bm25":  # the bi-encoder mines the negatives (dry runs too)
+        encode = _bi_encoder(args)
     lists = build_lists(
         sources,
         group_size=args.group_size,
@@ -171,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         pseudo_queries=args.pseudo_queries,
         pseudo_from=args.pseudo_from,
         seed=args.seed,
+        negatives=args.negatives,
+        encode=encode,
     )
     counts = Counter(t.source for t in lists)
     by_source = ", ".join(f"{k}: {v}" for k, v in counts.items())
@@ -185,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
                 {
                     "lists": len(lists),
                     "by_source": dict(counts),
+                    "negatives": args.negatives,
                     "teacher": f"{mix} (not run: --dry-run)" if args.loss == "listnet" else None,
                     "example": {
                         "query": sample.query,
@@ -199,19 +225,9 @@ def run(args: argparse.Namespace) -> int:
     teacher_model = None
     if args.loss == "listnet":
         t1 = time.perf_counter()
-        encode = None
         if mix.dense > 0:
             teacher_model = args.teacher_model or str(shipped_minilm("--teacher-model"))
-            from ..quality.teacher import bi_encoder
-            from ..quality.trainer import bf16_available
-
-            encode = bi_encoder(
-                teacher_model,
-                args.device,
-                progress=not args.quiet,
-                cache=args.teacher_cache,
-                bf16=args.precision != "fp32" and bf16_available(),
-            )
+            encode = encode or _bi_encoder(args)
         rerank = None
         if mix.reranker > 0:
             from ..quality.teacher import cross_encoder, reranker_cache
@@ -253,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
             "group_size": args.group_size,
             "groups_per_query": groups,
             "depth": args.depth,
+            "negatives": args.negatives,
             "pseudo_queries": args.pseudo_queries,
             "by_source": dict(counts),
             "prepare_seconds": time.perf_counter() - t0,

@@ -40,6 +40,8 @@ from rerank_core.errors import ConfigError
 
 from .data import Dataset, load_beir
 from .first_stage import BM25Index
+from .negatives import Negatives, dense_search, interleave, parse_negatives
+from .user_data import is_user_file, user_dataset
 
 __all__ = [
     "TeacherMix",
@@ -113,6 +115,9 @@ class TrainingSource:
     index: BM25Index
     texts: dict[str, str] = field(default_factory=dict)
     max_grade: int = 1
+    # a user file (user_data): its own negatives go first, mined ones fill the list,
+    # and a query with too few texts gets a shorter list instead of none
+    given_first: bool = False
 
 
 @dataclass(slots=True)
@@ -131,7 +136,10 @@ class TrainList:
 
 
 def parse_source(spec: str) -> tuple[Path, str]:
-    """``DIR`` or ``DIR:SPLIT`` (default split ``train``, else ``test``)."""
+    """``DIR`` or ``DIR:SPLIT`` (default split ``train``, else ``test``); a JSONL or
+    CSV file (:mod:`.user_data`) is returned as is, with the split ``user``."""
+    if is_user_file(spec):
+        return Path(spec), "user"
     path, sep, split = spec.rpartition(":")
     if sep and path and "/" not in split and split:
         return Path(path), split
@@ -142,18 +150,22 @@ def parse_source(spec: str) -> tuple[Path, str]:
 def load_sources(
     specs: Sequence[str], *, exclude_queries: Sequence[str] = (), show_progress: bool = False
 ) -> list[TrainingSource]:
-    """Load each training split and index its corpus with BM25."""
+    """Load each training split (or user file, checked first) and index its corpus with
+    BM25."""
     out: list[TrainingSource] = []
     drop = set(exclude_queries)
-    for spec in specs:
-        path, split = parse_source(spec)
-        ds = load_beir(path, split)
+    parsed = [parse_source(spec) for spec in specs]
+    users = {path: user_dataset(path) for path, split in parsed if split == "user"}
+    for path, split in parsed:
+        ds = users[path] if split == "user" else load_beir(path, split)
         if drop:
             ds = ds.subset([q for q in ds.queries if q not in drop])
         ids = list(ds.corpus)
         texts = {d: ds.body(d) for d in ids}
         index = BM25Index(ids, [texts[d] for d in ids], show_progress=show_progress)
-        out.append(TrainingSource(ds, ds.default_rel_level(), index, texts, max(1, ds.max_grade)))
+        user = split == "user"  # a user file: grade >= 1 is relevant, whatever the scale
+        level = 1 if user else ds.default_rel_level()
+        out.append(TrainingSource(ds, level, index, texts, max(1, ds.max_grade), user))
         logger.info("training source %s:%s: %d queries", ds.name, split, len(ds.queries))
     return out
 
@@ -166,22 +178,32 @@ def _query_lists(
     group_size: int,
     groups: int,
     rng: random.Random,
+    mined: list[str] | None = None,
 ) -> list[TrainList]:
     ds = source.dataset
     judged = ds.qrels[qid]
     positives = [d for d, g in judged.items() if g >= source.rel_level and d in ds.corpus]
     bm25 = dict(hits)
-    pool = [d for d, _ in hits if judged.get(d, 0) < 1]
-    pool += [d for d, g in judged.items() if g < 1 and d in ds.corpus and d not in bm25]
+    candidates = [d for d, _ in hits] if mined is None else mined
+    pool = [d for d in candidates if judged.get(d, 0) < 1]
+    pool += [d for d, g in judged.items() if g < 1 and d in ds.corpus and d not in pool]
+    given = [d for d in pool if d in judged] if source.given_first else []
+    others = [d for d in pool if d not in judged] if source.given_first else []
     lists: list[TrainList] = []
     for _ in range(groups):
         chosen: list[str] = []
         if positives:
             chosen.append(rng.choice(positives))
         need = group_size - len(chosen)
-        if len(pool) < need:
+        if source.given_first:  # the query's own negatives first, then mined ones
+            chosen += rng.sample(given, min(need, len(given)))
+            chosen += rng.sample(others, min(group_size - len(chosen), len(others)))
+            if len(chosen) < 2:
+                break
+        elif len(pool) < need:
             break
-        chosen += rng.sample(pool, need)
+        else:
+            chosen += rng.sample(pool, need)
         missing = [d for d in chosen if d not in bm25]
         extra = dict(zip(missing, source.index.scores(ds.queries[qid], missing), strict=True))
         lists.append(
@@ -252,13 +274,21 @@ def build_lists(
     pseudo_queries: int = 0,
     pseudo_from: Sequence[str] | None = None,
     seed: int = 42,
+    negatives: Negatives | str = "bm25",
+    encode: Callable[[list[str]], Any] | None = None,
 ) -> list[TrainList]:
     """Training lists from every judged query of every source (plus pseudo-queries).
 
     ``groups_per_query``: lists sampled per query, one number or one per source.
     ``pseudo_queries``: how many pseudo-queries in all, cut from the corpora of the
     sources named in ``pseudo_from`` (default: all), split evenly.
+    ``negatives``: where the judged queries' hard negatives come from (see
+    :mod:`.negatives`): ``bm25`` (top ``depth``), ``dense`` (the bi-encoder ``encode``'s
+    top ``depth``) or ``mixed`` (both top ``depth`` lists). Pseudo-queries keep BM25's.
     """
+    negatives = parse_negatives(negatives)
+    if negatives != "bm25" and encode is None:
+        raise ConfigError(f"negatives={negatives!r} needs a bi-encoder (encode=...)")
     if group_size < 2:
         raise ConfigError(f"group_size must be >= 2, got {group_size}")
     if depth < group_size:
@@ -274,9 +304,20 @@ def build_lists(
     lists: list[TrainList] = []
     for source, groups in zip(sources, per_source, strict=True):
         qids = list(source.dataset.queries)
-        hits = source.index.search([source.dataset.queries[q] for q in qids], depth)
-        for qid, found in zip(qids, hits, strict=True):
-            lists += _query_lists(source, qid, found, group_size=group_size, groups=groups, rng=rng)
+        texts = [source.dataset.queries[q] for q in qids]
+        hits = source.index.search(texts, depth)
+        mined: list[list[str] | None] = [None] * len(qids)
+        if negatives != "bm25" and encode is not None and qids:
+            ids = list(source.texts)
+            dense = dense_search(encode, ids, [source.texts[d] for d in ids], texts, depth)
+            if negatives == "dense":
+                mined = [[d for d, _ in found] for found in dense]
+            else:
+                mined = [interleave(b, d, 2 * depth) for b, d in zip(hits, dense, strict=True)]
+        for qid, found, pool in zip(qids, hits, mined, strict=True):
+            lists += _query_lists(
+                source, qid, found, group_size=group_size, groups=groups, rng=rng, mined=pool
+            )
     if pseudo_queries > 0:
         names = set(pseudo_from) if pseudo_from else {s.dataset.name for s in sources}
         chosen = [s for s in sources if s.dataset.name in names]
