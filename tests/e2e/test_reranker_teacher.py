@@ -17,7 +17,7 @@ need("bm25s")
 need("ir_measures")
 
 from crossrank_lab.quality.training import TeacherMix, build_lists, load_sources, score_lists
-from rerank_core import ConfigError, Reranker
+from rerank_core import ConfigError, Reranker, WindowConfig
 from rerank_core.cli import main
 from test_cli_output import BUNDLED, tiny_beir
 
@@ -109,9 +109,20 @@ def test_teacher_scores_are_the_engines_and_are_cached(
     def refuse(*_a: object, **_k: object) -> list[float]:
         raise AssertionError("scored again despite the cache")
 
+    # the student's view: one window of its --max-length (another cache key)
+    long_doc = " ".join(["Scurvy is caused by a lack of vitamin C in the diet."] * 30)
+    short = cross_encoder(str(BUNDLED), cache=cache, threads=1, max_length=48, max_windows=1)
+    cut = short([("vitamin C and scurvy", long_doc)])
+    window = WindowConfig(max_windows=1)
+    with Reranker("minilm", model=str(BUNDLED), cache=None, max_length=48, window=window) as rr:
+        assert cut == pytest.approx(rr.score("vitamin C and scurvy", [long_doc]), abs=1e-5)
+    with Reranker("minilm", model=str(BUNDLED), cache=None) as rr:
+        assert rr.score("vitamin C and scurvy", [long_doc]) != pytest.approx(cut, abs=1e-3)
+
     monkeypatch.setattr(Reranker, "score", refuse)
     again = cross_encoder(str(BUNDLED), cache=cache, threads=1)
     assert again(pairs) == got
+    assert short([("vitamin C and scurvy", long_doc)]) == cut
 
 
 @pytest.mark.model

@@ -74,8 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--teacher-reranker",
         metavar="MODEL_DIR",
-        help="cross-encoder for the 'reranker=W' teacher signal: its raw scores (logits), "
-        "times W, are added to the mix after the temperature (see docs/cascade.md)",
+        help="cross-encoder for the 'reranker=W' teacher signal: its raw scores (logits) "
+        "of the first --max-length tokens, times W, are added to the mix after the "
+        "temperature (see docs/cascade.md)",
     )
     p.add_argument("--loss", choices=("listnet", "bce"), default="listnet")
     p.add_argument("--group-size", type=positive_int, default=8, help="documents per training list")
@@ -237,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
                 cache=reranker_cache(args.teacher_cache),
                 threads=args.threads,
                 device=args.device,
+                max_length=args.max_length,  # the text the student sees: one window of it
+                max_windows=1,
             )
         score_lists(lists, mix, encode=encode, rerank=rerank)
         _log(f"teacher {mix} scored the lists in {time.perf_counter() - t1:.0f}s")

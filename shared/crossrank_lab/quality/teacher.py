@@ -113,27 +113,34 @@ def cross_encoder(
     cache: Path | None = None,
     threads: int | None = None,
     device: str | None = None,
+    max_length: int | None = None,
+    max_windows: int | None = None,
     chunk: int = 2048,
     **options: Any,
 ) -> Any:
     """``score(pairs)``: a reranker's raw score per ``(query, document)`` pair, through
     rerank_core's :class:`~rerank_core.Reranker` (the engine's defaults: the fast runtime,
     ``precision="auto"``, the model's own windows, no score normalisation), so the
-    teacher scores a pair exactly as the engine ranks it. Pairs are scored query by
-    query; with ``cache`` each score is stored under the engine's fingerprint and the
-    pair (a 1-element vector in the same ``.npz`` layout as the embeddings)."""
+    teacher scores a pair exactly as the engine ranks it. ``max_length``/``max_windows``:
+    the windows it reads (``crossrank finetune`` gives the student's ``--max-length`` and
+    one window, so the teacher scores the text the student sees). Pairs are scored query
+    by query; with ``cache`` each score is stored under the engine's fingerprint, the
+    window settings and the pair (a 1-element vector, the embeddings' ``.npz`` layout)."""
     import hashlib
 
     import numpy as np
-    from rerank_core import Reranker
+    from rerank_core import Reranker, WindowConfig
 
     extra: dict[str, Any] = dict(options)
     if threads is not None:
         extra["num_threads"] = threads
     if device is not None:
         extra["device"] = device
-    reranker = Reranker(backend, model=model, cache=None, **extra)
-    salt = f"reranker|{reranker.fingerprint}"
+    if max_length is not None:
+        extra["max_length"] = max_length
+    window = WindowConfig(max_windows=max_windows)
+    reranker = Reranker(backend, model=model, cache=None, window=window, **extra)
+    salt = f"reranker|{reranker.fingerprint}|{reranker.backend.max_length}|{max_windows}"
 
     def key(query: str, doc: str) -> str:
         return hashlib.sha1(f"{salt}|{query}\0{doc}".encode()).hexdigest()
