@@ -80,6 +80,7 @@ LABELS = {
     "flashrank": "FlashRank Ranker (ONNX int8: stock quantize_dynamic, per-tensor)",
     "crossrank-exact": "crossrank precision='exact' (fp32), cache off",
     "crossrank-default": "crossrank default, cache off",
+    "crossrank-int8": "crossrank precision='int8' (dynamic int8, no fidelity guard), cache off",
     "crossrank-warm": "crossrank default, warm cache (repeat of the same call)",
 }
 # ---------------------------------------------------------------------- systems
@@ -185,6 +186,8 @@ def build(name: str, model: str, threads: int | None = None) -> RerankFn:
         return Reranker("minilm", model=model, precision="exact", cache=None).rerank
     if name == "crossrank-default":
         return Reranker("minilm", model=model, cache=None).rerank
+    if name == "crossrank-int8":
+        return Reranker("minilm", model=model, precision="int8", cache=None).rerank
     if name == "crossrank-warm":
         return Reranker("minilm", model=model).rerank
     raise ConfigError(f"unknown configuration {name!r}; known: {', '.join(SYSTEMS)}")

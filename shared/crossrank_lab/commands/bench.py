@@ -25,6 +25,7 @@ SYSTEMS = (
     "flashrank",
     "crossrank-exact",
     "crossrank-default",
+    "crossrank-int8",
     "crossrank-warm",
 )
 
