@@ -8,6 +8,25 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
+# --dev also builds .venv-infinity: the Infinity rerank server that
+# tests/e2e/test_infinity_server.py starts, in its own venv (infinity-emb 0.0.78 needs
+# transformers 4 and sentence-transformers 3, which .venv cannot hold beside crossrank's),
+# pinned by constraints-infinity.txt. It never touches .venv. Re-run safe, like .venv.
+setup_infinity() {
+  local venv=.venv-infinity h
+  h="$(sha256sum constraints-infinity.txt | cut -c1-16)"
+  if [ -x "$venv/bin/infinity_emb" ] && [ "$(cat "$venv/.crossrank-setup" 2>/dev/null)" = "$h" ]; then
+    return 0
+  fi
+  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade "pip>=25.1"
+  "$venv/bin/python" -m pip install -q -c constraints-infinity.txt "torch==2.13.0"
+  "$venv/bin/python" -m pip install -q -c constraints-infinity.txt "infinity-emb[server,torch]==0.0.78"
+  echo "$h" > "$venv/.crossrank-setup"
+}
+if [ "$dev" = 1 ]; then
+  setup_infinity
+fi
 stamp=.venv/.crossrank-setup
 hash="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
 if [ -x .venv/bin/python ] && [ -f "$stamp" ]; then

@@ -2,7 +2,8 @@
 show, pairs grouped into requests, the retry policy (timeouts, 429/408/5xx with bounded
 exponential backoff that honours ``Retry-After``) and the typed errors it ends in, and the
 tokenizer that cuts client-side windows (a word estimate, a named Hugging Face tokenizer or
-a tokenizer object). Used by ``cohere.py`` and ``tei.py``; imports nothing heavy.
+a tokenizer object; the served model's own files when the model is named by a local
+folder). Used by ``cohere.py`` and ``tei.py``; imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,7 +25,8 @@ from ..deps import require
 from ..errors import APIError, APITimeoutError, AuthenticationError, ConfigError, RateLimitError
 from ..types import Pair, Tokenizer
 from ._words import WordTokenizer
-from .runtime.hf import HFTokenizer
+from .runtime.hf import HFTokenizer, model_max_length
+from .trained_length import trained_max_length
 
 __all__ = [
     "MAX_BACKOFF",
@@ -35,6 +38,8 @@ __all__ = [
     "check_url",
     "clean_url",
     "group_requests",
+    "local_model_dir",
+    "local_window_length",
     "named_tokenizer",
     "positive",
     "retry_after",
@@ -143,6 +148,51 @@ def named_tokenizer(name: str, *, extra: str, backend: str) -> _FastTokenizer:
         raise ConfigError(
             f"could not load tokenizer {name!r}: {type(exc).__name__}: {str(exc).strip()}"
         ) from exc
+
+
+def local_model_dir(model: object) -> Path | None:
+    """``model`` as a local model folder with a fast tokenizer (``tokenizer.json``), as
+    when a self-hosted server was started on that folder; ``None`` for anything else."""
+    if not isinstance(model, str):
+        return None
+    path = Path(model).expanduser()
+    try:
+        return path if (path / "tokenizer.json").is_file() else None
+    except OSError:
+        return None
+
+
+def _json_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def local_window_length(folder: Path) -> int | None:
+    """The pair length to window a local model folder's model at, as the local backends
+    choose it: the training length ``crossrank finetune`` recorded, within the model's own
+    limit (``tokenizer_config.json``'s ``model_max_length``, ``config.json``'s position
+    embeddings); ``None`` when the folder states neither."""
+    tok = _json_file(folder / "tokenizer_config.json")
+    config = _json_file(folder / "config.json")
+    tok_max = tok.get("model_max_length")
+    limit = model_max_length(
+        SimpleNamespace(model_max_length=tok_max if isinstance(tok_max, int) else None),
+        SimpleNamespace(
+            **{
+                k: config[k]
+                for k in ("max_position_embeddings", "model_type", "pad_token_id")
+                if k in config
+            }
+        ),
+        default=0,
+    )
+    trained = trained_max_length(str(folder))
+    if trained is not None and limit:
+        return min(trained, limit)
+    return trained or limit or None
 
 
 def build_tokenizer(tokenizer: Any, special: int, *, extra: str, backend: str) -> Tokenizer:

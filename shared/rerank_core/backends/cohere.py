@@ -1,7 +1,9 @@
 """Cohere Rerank API backend (preset ``"cohere"``), also for Cohere-compatible servers.
 
 Uses the official ``cohere`` SDK (``ClientV2`` / ``AsyncClientV2``) and its
-``/v2/rerank`` endpoint, which vLLM and other servers speak too (``base_url``). The
+``/v2/rerank`` endpoint, which vLLM and other servers speak too (``base_url``), or, with
+``api_version="v1"``, the SDK's ``Client`` / ``AsyncClient`` and ``/v1/rerank`` (the
+older body, which Infinity serves under ``--url-prefix /v1``; same answer shape). The
 SDK's own retries are switched off on every request; the policy here is the one in
 force: a timeout per attempt, retries on 429, 408, 5xx, timeouts and connection
 errors with bounded exponential backoff that honours ``Retry-After``, and typed
@@ -10,8 +12,9 @@ errors from :mod:`rerank_core.errors` when the retries run out or the key is ref
 Pairs are grouped by query; each request carries one query and at most
 ``max_docs_per_request`` documents (the API advises against more than 1,000). The
 API sees plain window texts: the engine cuts long texts into windows client-side,
-with a word-based token estimate (or a tokenizer you name), so chunk-max works for
-the API as for local models.
+with a word-based token estimate (or a tokenizer you name; for ``model=`` a local
+folder, as a self-hosted server was started on, that folder's own tokenizer and window
+length), so chunk-max works for the API as for local models.
 """
 
 from __future__ import annotations
@@ -40,19 +43,22 @@ from ._http import (
     check_url,
     clean_url,
     group_requests,
+    local_model_dir,
+    local_window_length,
     positive,
     status_failure,
     transport_failure,
 )
 from .runtime.hf import fingerprint_of
 
-__all__ = ["DEFAULT_MODEL", "MAX_DOCS_PER_REQUEST", "CohereBackend"]
+__all__ = ["API_VERSIONS", "DEFAULT_MODEL", "MAX_DOCS_PER_REQUEST", "CohereBackend"]
 
 DEFAULT_MODEL = "rerank-v3.5"
 MAX_DOCS_PER_REQUEST = 1000  # Cohere: "we recommend against sending more than 1,000 documents"
 _COHERE_URL = "https://api.cohere.com"
 _NO_KEY = "EMPTY"  # sent to self-hosted servers that need no key (the SDK requires one)
 _ASYNC_CONCURRENCY = 4  # requests in flight at once from one ascore_pairs call
+API_VERSIONS = ("v2", "v1")  # /v2/rerank (ClientV2), /v1/rerank (Client)
 
 logger = logging.getLogger("crossrank")
 
@@ -73,23 +79,29 @@ def _is_cohere(url: str) -> bool:
 
 
 class CohereBackend(BackendBase[Tokenizer]):
-    """Scores pairs with the Cohere Rerank API or a Cohere-compatible ``/v2/rerank`` server.
+    """Scores pairs with the Cohere Rerank API or a Cohere-compatible rerank server.
 
     ``model``: default ``rerank-v3.5``. ``api_key``: the key, else ``CO_API_KEY``, else
     ``COHERE_API_KEY``; required for Cohere's API, optional with a self-hosted
     ``base_url`` (e.g. vLLM: ``http://localhost:8000``; default: ``CO_API_URL`` or
-    Cohere's API). ``timeout``: seconds per attempt. ``max_retries``: retries after
+    Cohere's API). ``api_version``: ``"v2"`` (``/v2/rerank``) or ``"v1"`` (``/v1/rerank``:
+    Cohere's older endpoint, and Infinity served with ``--url-prefix /v1``).
+    ``timeout``: seconds per attempt. ``max_retries``: retries after
     the first attempt on 429/408/5xx, timeouts and connection errors; waits follow
     ``Retry-After`` when the server sends it (a wait longer than ``max_retry_wait``
     ends the retries at once), else ``backoff * 2**attempt`` seconds with jitter.
     ``max_length``: tokens per (query, window) pair for the engine's windows (default:
-    the model's documented context; 512 for models it does not know).
-    ``max_tokens_per_doc``: sent to the API; windows are kept within it.
-    ``tokenizer``: ``"words"`` (a dependency-free estimate), a Hugging Face tokenizer
-    name or path (exact windows for a self-hosted model), or a tokenizer object.
+    the model's documented context; for a local model folder, the length the local
+    backends window it at; 512 for models it does not know).
+    ``max_tokens_per_doc``: sent to the API (``/v2/rerank`` only); windows are kept
+    within it. ``tokenizer``: ``"words"`` (a dependency-free estimate), a Hugging Face
+    tokenizer name or path (exact windows for a self-hosted model), or a tokenizer
+    object; default: the folder's own tokenizer when ``model`` is a local model folder
+    (a self-hosted server started on it), else ``"words"``.
     ``client`` / ``async_client``: ready ``cohere.ClientV2`` / ``AsyncClientV2``
-    (e.g. for tests); our timeout and retry policy still apply to each request.
-    Scores are the API's ``relevance_score`` (0–1).
+    (``Client`` / ``AsyncClient`` for v1; e.g. for tests); our timeout and retry policy
+    still apply to each request. Scores are the API's ``relevance_score`` (0–1; from
+    Infinity, the sigmoid of the model's logit).
     """
 
     score_scale: ScoreScale = "probability"
@@ -103,13 +115,14 @@ class CohereBackend(BackendBase[Tokenizer]):
         *,
         api_key: Any = None,
         base_url: str | None = None,
+        api_version: str = "v2",
         timeout: float = 30.0,
         max_retries: int = 3,
         backoff: float = 0.5,
         max_retry_wait: float = 60.0,
         max_length: int | None = None,
         max_tokens_per_doc: int | None = None,
-        tokenizer: Any = "words",
+        tokenizer: Any = None,
         max_docs_per_request: int = MAX_DOCS_PER_REQUEST,
         client: Any = None,
         async_client: Any = None,
@@ -130,8 +143,23 @@ class CohereBackend(BackendBase[Tokenizer]):
             positive("max_length", max_length, minimum=16, integer=True)
         if max_tokens_per_doc is not None:
             positive("max_tokens_per_doc", max_tokens_per_doc, minimum=1, integer=True)
+        if api_version not in API_VERSIONS:
+            raise ConfigError(
+                f"api_version must be 'v2' (/v2/rerank) or 'v1' (/v1/rerank), got {api_version!r}"
+            )
+        if api_version == "v1" and max_tokens_per_doc is not None:
+            raise ConfigError(
+                "max_tokens_per_doc is a /v2/rerank option; /v1/rerank (api_version='v1') "
+                "has none (windows already fit max_length)"
+            )
 
         self._cohere = cohere
+        self.api_version = api_version
+        self._classes = (
+            (cohere.Client, cohere.AsyncClient)
+            if api_version == "v1"
+            else (cohere.ClientV2, cohere.AsyncClientV2)
+        )
         self._httpx = httpx
         self.model = model
         self.timeout = float(timeout)
@@ -149,6 +177,11 @@ class CohereBackend(BackendBase[Tokenizer]):
         self._key = self._resolve_key(api_key, needs_key=(url is None or _is_cohere(url)))
 
         context, special = _model_limits(model)
+        folder = local_model_dir(model)
+        if folder is not None:  # the served model's own files
+            context = local_window_length(folder) or context
+        if tokenizer is None:
+            tokenizer = str(folder) if folder is not None else "words"
         self._tokenizer = build_tokenizer(tokenizer, special, extra="cohere", backend="cohere")
         special = int(self._tokenizer.pair_special_tokens)
         limit = max_length if max_length is not None else context
@@ -170,6 +203,7 @@ class CohereBackend(BackendBase[Tokenizer]):
             base_url=self.base_url,
             model=model,
             max_tokens_per_doc=max_tokens_per_doc,
+            **({"api_version": api_version} if api_version != "v2" else {}),
         )
 
     # ------------------------------------------------------------------ protocol
@@ -209,6 +243,7 @@ class CohereBackend(BackendBase[Tokenizer]):
     def __repr__(self) -> str:
         return (
             f"CohereBackend(model={self.model!r}, base_url={self.base_url!r}, "
+            f"api_version={self.api_version!r}, "
             f"timeout={self.timeout}, max_retries={self.max_retries}, "
             f"max_tokens_per_doc={self.max_tokens_per_doc}, tokenizer={self._tokenizer!r})"
         )
@@ -241,7 +276,7 @@ class CohereBackend(BackendBase[Tokenizer]):
         with self._lock:
             if self._client is None:
                 http = self._httpx.Client(timeout=self.timeout, follow_redirects=True)
-                self._client = self._cohere.ClientV2(
+                self._client = self._classes[0](
                     api_key=self._token(),
                     base_url=self._base_url,
                     timeout=self.timeout,
@@ -260,7 +295,7 @@ class CohereBackend(BackendBase[Tokenizer]):
             # An httpx.AsyncClient's connections belong to the event loop that opened them.
             client = self._async_clients.get(loop)
             if client is None:
-                client = self._cohere.AsyncClientV2(
+                client = self._classes[1](
                     api_key=self._token(),
                     base_url=self._base_url,
                     timeout=self.timeout,
