@@ -4,7 +4,17 @@ Nothing here scores, caches or ranks. :func:`check_jobs` validates what the call
 passed; :class:`Planner` cuts every text into windows with the backend's own
 tokenizer (the window budget is what is left beside the query: ``max_length`` −
 query tokens − special tokens) and numbers the distinct pairs, so identical windows
-within a call are scored once. The settings come from
+within a call are scored once.
+
+A window is counted in place, as tokens of its whole text, but the model encodes it on
+its own, and a tokenizer may encode a piece cut out of a text differently: byte-level
+BPE (RoBERTa, GPT-2 style) gives the first word of a window that starts after a space
+no leading-space token, often one or two tokens more; WordPiece does the same to a
+window that starts inside a word. So every window of a text cut in several is encoded
+again on its own, and a text with a window over budget is cut again with a budget that
+much smaller, until every window fits: no window is ever longer than the model takes
+(the tokenizer would cut it silently). A text whose windows all fit as counted is cut
+exactly as before. The settings come from
 :meth:`EngineOptions.resolve <rerank_core.config.EngineOptions.resolve>`.
 """
 
@@ -94,14 +104,53 @@ class Planner:
         )
 
     def model_query(self, query: str) -> tuple[str, int, int]:
-        """The query as the model sees it (cut to ``max_query_tokens``), its token count,
-        and its token count before the cut."""
+        """The query as the model sees it (cut to ``max_query_tokens``), its token count
+        (the cut query encoded on its own), and its token count before the cut."""
         clean = _SURROGATES.sub("\ufffd", query)
         spans = self.tokenizer.token_spans([clean])[0]
         if len(spans) <= self.max_query_tokens:
             return clean, len(spans), len(spans)
         cut = clean[: spans[self.max_query_tokens - 1][1]]
-        return cut, self.max_query_tokens, len(spans)
+        return cut, len(self.tokenizer.token_spans([cut])[0]), len(spans)
+
+    def fitted_windows(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], budget: int
+    ) -> list[tuple[list[Window], bool]]:
+        """Each text's windows (and whether a cap dropped some) such that every window,
+        encoded on its own, has at most ``budget`` tokens; ``n_tokens`` is that count."""
+        cut = [self._cut(sp, len(t), budget) for t, sp in zip(texts, spans, strict=True)]
+        tight = dict.fromkeys(range(len(texts)), budget)  # the budget each text is cut at
+        todo = [i for i, (windows, _) in enumerate(cut) if len(windows) > 1]
+        while todo:
+            pieces = [texts[i][w.start : w.end] for i in todo for w in cut[i][0]]
+            counts = iter([len(x) for x in self.tokenizer.token_spans(pieces)])
+            again = []
+            for i in todo:
+                windows, truncated = cut[i]
+                n = [next(counts) for _ in windows]
+                over = max(n) - budget
+                if over <= 0 or tight[i] - over < 1:  # fits (or cannot be cut finer)
+                    cut[i] = (
+                        [Window(w.start, w.end, c) for w, c in zip(windows, n, strict=True)],
+                        truncated,
+                    )
+                    continue
+                tight[i] -= over
+                cut[i] = self._cut(spans[i], len(texts[i]), tight[i])
+                again.append(i)
+            todo = again
+        return cut
+
+    def _cut(
+        self, spans: Sequence[tuple[int, int]], length: int, budget: int
+    ) -> tuple[list[Window], bool]:
+        return make_windows(
+            spans,
+            length,
+            budget=budget,
+            overlap=min(self.overlap, budget - 1),
+            max_windows=self.max_windows,
+        )
 
     def plan(self, jobs: Sequence[Job]) -> Plan:
         special = int(self.tokenizer.pair_special_tokens)
@@ -111,19 +160,14 @@ class Planner:
         flat = [t for texts in clean for t in texts]
         all_spans = iter(self.tokenizer.token_spans(flat) if flat else [])
         for (query, _), texts in zip(jobs, clean, strict=True):
+            spans = [next(all_spans) for _ in texts]
             mq, qn, full = self.model_query(query)
-            if full > qn:
+            if full > self.max_query_tokens:
                 plan.cut_queries.append(full)
             budget = window_budget(self.max_length, qn, special)
             text_plans: list[TextPlan] = []
-            for text in texts:
-                windows, truncated = make_windows(
-                    next(all_spans),
-                    len(text),
-                    budget=budget,
-                    overlap=self.overlap,
-                    max_windows=self.max_windows,
-                )
+            fitted = self.fitted_windows(texts, spans, budget)
+            for text, (windows, truncated) in zip(texts, fitted, strict=True):
                 uids = []
                 for w in windows:
                     pair = (mq, text[w.start : w.end])
