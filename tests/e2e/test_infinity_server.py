@@ -38,6 +38,8 @@ READY_TIMEOUT = 90.0  # seconds for the server to load the model and answer /hea
 # (transformers 4.57 there, 5.x here); measured at most 5.1e-8 over 90 texts (10 queries)
 ATOL = 1e-6
 
+pytestmark = pytest.mark.model  # real models, here and in the server
+
 cohere = need("cohere")
 need("torch")
 need("sentence_transformers")
