@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Domain fine-tuning on SciFact train ONLY (issue 16 item 2): the bundled
+# models/crossrank-minilm-l6 trained further on the 809 SciFact train claims, 4 lists of 8
+# per claim, hard negatives from BM25's and the bi-encoder's top 30 (judged-relevant ones
+# skipped), listwise on a teacher that mixes the bi-encoder's cosine, BM25 and the labels.
+# One torch thread, bf16 where the CPU has it; MAX_MINUTES (default 40) is the time budget
+# (the learning rate decays to 0 over it).
+#   bash benchmarks/scifact_finetune.sh OUT_DIR          (e.g. /work/models/scifact-ft)
+# Evaluate (docs/finetune.md):
+#   crossrank eval ../shared/data/scifact --bm25 --model OUT_DIR --candidates 20 --threads 1
+#   crossrank eval ../shared/data/trec-dl-2019-passage --model OUT_DIR --candidates 100 --threads 1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: bash benchmarks/scifact_finetune.sh OUT_DIR}
+D=${DATA:-../shared/data}
+export HF_HUB_OFFLINE=1
+mkdir -p "$(dirname "$OUT")"
+.venv/bin/crossrank finetune --threads 1 --quiet \
+  --base-model models/crossrank-minilm-l6 \
+  --train "$D/scifact:train" \
+  --negatives mixed --depth 30 --group-size 8 --groups-per-query 4 \
+  --teacher dense=0.7,bm25=0.3,label=0.2,temperature=0.05 \
+  --teacher-cache "${TEACHER_CACHE:-$OUT.teacher.npz}" \
+  --loss listnet --batch-size 2 --lr "${LR:-2e-5}" --warmup 0.05 --max-length 192 \
+  --max-steps 5000 --max-minutes "${MAX_MINUTES:-40}" --seed 42 \
+  --output "$OUT"
