@@ -4,8 +4,9 @@
 # 6-layer's own scores (teacher `reranker=1`: its raw logits are the targets), on the data
 # of the bundled model's recipe (models/crossrank-minilm-l6/README.md), fewer lists of it
 # (SciFact train once, DL20 4 times, 400 pseudo-queries: about 1,400 lists of 8) because
-# the teacher scores every pair once: one torch thread; the teacher took about 20 minutes
-# on a busy 2-core machine, then a 24-minute training budget (--max-minutes; MAX_MINUTES).
+# the teacher scores every pair once. One torch thread; on a busy 2-core machine (load 3-8)
+# the teacher scored 11,217 pairs in 18 min, then the 24-minute budget (--max-minutes;
+# MAX_MINUTES overrides it) allowed 992 steps (1.4 epochs of the 1,425 lists).
 #   bash benchmarks/cascade_student.sh [OUT_DIR]   (default /work/models/student-l2-kd)
 # then:
 #   python -m benchmarks.cascade --small OUT_DIR --large models/crossrank-minilm-l6
