@@ -5,7 +5,10 @@
 # skipped), listwise on a teacher that mixes the bi-encoder's cosine, BM25 and the labels.
 # One torch thread, bf16 where the CPU has it; MAX_MINUTES (default 40) is the time budget
 # (the learning rate decays to 0 over it).
-#   bash benchmarks/scifact_finetune.sh OUT_DIR          (e.g. /work/models/scifact-ft)
+#   bash benchmarks/scifact_finetune.sh OUT_DIR [AVG_DIR]
+#     OUT_DIR: the fine-tuned model (e.g. /work/models/scifact-ft)
+#     AVG_DIR (optional): OUT_DIR's weights averaged 50/50 with the bundled model's
+#       (benchmarks/average_weights.py; e.g. /work/models/scifact-ft-avg50)
 # Evaluate (docs/finetune.md):
 #   crossrank eval ../shared/data/scifact --bm25 --model OUT_DIR --candidates 20 --threads 1
 #   crossrank eval ../shared/data/trec-dl-2019-passage --model OUT_DIR --candidates 100 --threads 1
@@ -24,3 +27,6 @@ mkdir -p "$(dirname "$OUT")"
   --loss listnet --batch-size 2 --lr "${LR:-2e-5}" --warmup 0.05 --max-length 192 \
   --max-steps 5000 --max-minutes "${MAX_MINUTES:-40}" --seed 42 \
   --output "$OUT"
+if [ -n "${2:-}" ]; then
+  .venv/bin/python -m benchmarks.average_weights "$OUT" models/crossrank-minilm-l6 "$2" --weight 0.5
+fi
