@@ -1,7 +1,8 @@
 """MkDocs hook: publish the repository files the pages link to under ``repo/``.
 
 Results pages link to the measured files themselves (``benchmarks/results``) and the model
-card of the bundled reranker (``models/crossrank-minilm-l6``). They live outside ``docs/``,
+card of the bundled reranker (``models/crossrank-minilm-l6``) and the example fine-tuning
+data files (``examples/finetune_data.*``). They live outside ``docs/``,
 so this hook adds them to the site as ``repo/<path>``; a link to a file that does not exist
 stays broken and fails ``mkdocs build --strict``.
 """
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = [  # (folder, file patterns)
     ("benchmarks/results", ("*.md", "*.json", "*.png")),
     ("models/crossrank-minilm-l6", ("README.md", "*.json")),
+    ("examples", ("finetune_data.*",)),
 ]
 
 
