@@ -46,10 +46,7 @@ def bi_encoder(
         return hashlib.sha1(f"{salt}|{text}".encode()).hexdigest()
 
     def encode(texts: list[str]) -> Any:
-        stored: dict[str, Any] = {}
-        if cache is not None and cache.exists():
-            with np.load(cache) as f:
-                stored = dict(zip(f["keys"].tolist(), f["vectors"], strict=True))
+        stored = _load(cache)
         keys = [key(t) for t in texts]
         todo = [i for i, k in enumerate(keys) if k not in stored]
         amp = (
@@ -70,10 +67,7 @@ def bi_encoder(
             for i, v in zip(part, fresh.float().cpu().numpy(), strict=True):
                 stored[keys[i]] = v
             if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_name(cache.name + ".tmp.npz")
-                np.savez(tmp, keys=np.array(list(stored)), vectors=np.stack(list(stored.values())))
-                tmp.replace(cache)
+                _save(cache, stored)
         logger.info("teacher embeddings: %d computed, %d cached", len(todo), len(texts) - len(todo))
         return np.stack([stored[k] for k in keys])
 
