@@ -25,7 +25,7 @@ mkdir -p "$(dirname "$OUT")"
   --teacher dense=0.7,bm25=0.3,label=0.2,temperature=0.05 \
   --teacher-cache "${TEACHER_CACHE:-$OUT.teacher.npz}" \
   --loss listnet --batch-size 2 --lr "${LR:-2e-5}" --warmup 0.05 --max-length 192 \
-  --max-steps 5000 --max-minutes "${MAX_MINUTES:-40}" --seed 42 \
+  --max-steps "${MAX_STEPS:-5000}" --max-minutes "${MAX_MINUTES:-40}" --seed 42 \
   --output "$OUT"
 if [ -n "${2:-}" ]; then
   .venv/bin/python -m benchmarks.average_weights "$OUT" models/crossrank-minilm-l6 "$2" --weight 0.5

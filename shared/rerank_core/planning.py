@@ -89,7 +89,7 @@ class Planner:
 
     tokenizer: Tokenizer
     max_length: int
-    overlap: int
+    overlap: int | None  # None: half of each window budget
     max_query_tokens: int
     max_windows: int | None = None
 
@@ -148,7 +148,7 @@ class Planner:
             spans,
             length,
             budget=budget,
-            overlap=min(self.overlap, budget - 1),
+            overlap=budget // 2 if self.overlap is None else min(self.overlap, budget - 1),
             max_windows=self.max_windows,
         )
 

@@ -156,12 +156,15 @@ def test_real_sigint_while_waiting_withdraws_the_request(thread_crashes: list[An
             super().__init__(max_length=64)
             self.started = 0
             self.first_done = threading.Event()
+            self.withdrawn = threading.Event()
 
         def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
             self.started += 1
             if self.started == 1:
                 signal.pthread_kill(main, signal.SIGINT)  # type: ignore[arg-type]
-                time.sleep(0.3)  # the main thread withdraws meanwhile
+                # the main thread withdraws meanwhile (an event, not a sleep: on a busy
+                # machine the main thread can take longer than any fixed pause)
+                self.withdrawn.wait(10)
                 self.first_done.set()
             return super().score_pairs(pairs)
 
@@ -173,7 +176,9 @@ def test_real_sigint_while_waiting_withdraws_the_request(thread_crashes: list[An
         with pytest.raises(KeyboardInterrupt):
             rr.rerank("cat", texts)
         assert not backend.first_done.is_set()  # interrupted while the model was working
+        backend.withdrawn.set()
     finally:
+        backend.withdrawn.set()
         signal.signal(signal.SIGINT, previous)
     assert backend.first_done.wait(10)
     time.sleep(0.2)  # time enough for the worker to run the other five batches, were they due

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from helpers import KeywordBackend, WordTokenizer
 from rerank_core import ConfigError, EmptyQueryError, InputError, InvalidTextError, WindowConfig
@@ -84,12 +86,35 @@ def test_lone_surrogates_are_replaced_and_empty_texts_are_one_empty_window() -> 
     assert plan.plans[0][1].windows[0].n_tokens == 0
 
 
+def test_default_overlap_is_half_of_each_jobs_budget() -> None:
+    """Without an explicit overlap, consecutive windows share half of the budget beside
+    that query: a short query gets a larger budget and so a larger overlap, and any run of
+    up to half a window's tokens lies whole inside one window."""
+    default = Planner(TOK, 32, None, 8)
+    text = words(100)
+    for query, budget in (("q", 28), ("q1 q2 q3 q4 q5 q6", 23)):
+        windows = default.plan([(query, [text])]).plans[0][0].windows
+        assert max(w.n_tokens for w in windows) == budget
+        starts = [len(text[: w.start].split()) for w in windows]
+        ends = [len(text[: w.end].split()) for w in windows]
+        strides = {b - a for a, b in itertools.pairwise(starts)}
+        assert max(strides) == budget - budget // 2  # overlap = budget // 2
+        # every run of half a window's tokens lies whole inside one window
+        half = budget // 2
+        assert all(
+            any(s <= k and k + half <= e for s, e in zip(starts, ends, strict=True))
+            for k in range(100 - half + 1)
+        )
+    # an explicit overlap wins
+    fixed = Planner(TOK, 32, 4, 8).plan([("q", [text])]).plans[0][0].windows
+    assert len(fixed) < len(default.plan([("q", [text])]).plans[0][0].windows)
+
+
 def test_window_budget_resolution() -> None:
     cfg = EngineOptions().resolve(max_length=1024, special_tokens=3)
-    assert (cfg.max_query_tokens, cfg.overlap) == (512, 64)  # at most 64 tokens
+    # no overlap given: the planner takes half of each job's budget
+    assert (cfg.max_query_tokens, cfg.overlap) == (512, None)
     assert cfg.batch_size == 32 and cfg.max_batch_tokens == 32 * 1024
-    small = EngineOptions().resolve(max_length=64, special_tokens=3)
-    assert small.overlap == (64 - 32 - 3) // 4  # a quarter of the smallest budget
     given = EngineOptions(batch_size=4, window=WindowConfig(overlap=10, max_query_tokens=20))
     cfg = given.resolve(max_length=64, special_tokens=3, preferred_batch_size=100)
     assert (cfg.batch_size, cfg.overlap, cfg.max_query_tokens) == (4, 10, 20)
