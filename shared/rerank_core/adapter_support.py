@@ -188,7 +188,10 @@ class Cut:
         }
 
     def fuses(self, engine: AnyReranker) -> bool:
-        """Whether a call fuses scores: this cut's ``fusion``, else the engine's default."""
+        """Whether a call fuses scores: this cut's ``fusion``, else the engine's default; a
+        ``Cascade`` fuses when any of its stages does (:attr:`Cascade.fuses`)."""
+        if isinstance(engine, Cascade):
+            return engine.fuses
         if self.fusion is not None:
             return parse_fusion(self.fusion) is not None
         return isinstance(engine, Reranker) and engine.fusion is not None
@@ -204,10 +207,18 @@ class Cut:
     def check(self, engine: AnyReranker) -> None:
         """Check the cutoffs against the engine's score scale now (a ConfigError for a
         probability outside 0–1; the once-per-engine warning for a 0–1 cutoff on logits);
-        a fusion on a ``Cascade`` is a ConfigError (fusion needs a single ``Reranker``)."""
-        if isinstance(engine, Cascade) and self.fusion is not None and self.fuses(engine):
+        a ``fusion`` on a ``Cascade`` is a ConfigError (a cascade fuses per stage:
+        ``Stage(..., fusion=...)`` or ``fusion=`` in its spec), unless it is ``"none"`` and
+        no stage fuses."""
+        if (
+            isinstance(engine, Cascade)
+            and self.fusion is not None
+            and (parse_fusion(self.fusion) is not None or engine.fuses)
+        ):
             raise ConfigError(
-                f"fusion={self.fusion!r} needs a single Reranker; a Cascade does not fuse scores"
+                f"fusion={self.fusion!r} applies to a single Reranker; a Cascade fuses per "
+                "stage (Stage(..., fusion='rrf') or fusion=rrf on a spec stage), and the "
+                "adapter passes it the first-stage scores itself"
             )
         engine.rerank_many([], **self._options())
 
@@ -223,7 +234,7 @@ class Cut:
             return engine.rerank(
                 query, texts, **self._options(), **self._fusion_options(first_stage)
             )
-        return engine.rerank(query, texts, **self._options())
+        return engine.rerank(query, texts, **self._options(), **_scores(first_stage))
 
     async def arerank(
         self,
@@ -235,11 +246,16 @@ class Cut:
         if isinstance(engine, Reranker):
             extra = self._fusion_options(first_stage)
             return await engine.arerank(query, texts, **self._options(), **extra)
-        return await engine.arerank(query, texts, **self._options())
+        return await engine.arerank(query, texts, **self._options(), **_scores(first_stage))
 
     def effective_top_n(self, engine: AnyReranker, n_inputs: int) -> int:
         """How many results at most: this cut's, else the engine's, else all inputs."""
         return self.top_n or engine.top_n or n_inputs
+
+
+def _scores(first_stage: Sequence[float] | None) -> dict[str, Any]:
+    """A cascade call's ``first_stage_scores`` argument (none when it does not fuse)."""
+    return {} if first_stage is None else {"first_stage_scores": first_stage}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,16 @@ engine's calling surface (``score``, ``rerank``, ``rerank_many``, their async va
 take a ``Reranker``. :attr:`Cascade.last_stats` reports each stage's texts, pairs scored
 and seconds for the latest call; :meth:`Cascade.from_spec` builds one from a short spec
 (``"minilm:model=DIR2,keep=30;minilm:model=DIR6"``), checked before any model loads.
+
+A stage may rank by its score **fused** with the first stage's (:mod:`~rerank_core.fusion`:
+``Stage(engine, keep=30, fusion="rrf")``, ``fusion=rrf`` or ``fusion=linear:0.3`` in a spec
+stage): a weak small model then keeps what it and the first stage (BM25, ...) agree on
+instead of its own top ``keep`` alone. Each call passes ``first_stage_scores=`` (one
+number per text, higher is better; one list per job for ``rerank_many``) and every
+fusing stage gets the scores of the texts in its pool, in the pool's order. When the
+final stage fuses, the result's ``score`` is its fused score (``rerank_score``: its
+model's own), exactly as the engine's; :meth:`Cascade.score` returns the final model's
+own scores (like ``Reranker.score``), earlier stages still fusing to choose its pool.
 """
 
 from __future__ import annotations
@@ -36,7 +46,8 @@ from .cache import close_quietly
 from .config import OnError
 from .deadline import Deadline, check_deadline_ms
 from .engine import Reranker
-from .errors import ConfigError
+from .errors import ConfigError, FirstStageScoreError
+from .fusion import Fusion, FusionLike, _check_scores, parse_fusion
 from .planning import Job, check_jobs
 from .scales import CutoffScale, check_cutoff_scale
 from .types import Backend, RankedText, Ranking, ScoreScale
@@ -56,6 +67,8 @@ Jobs = Iterable[tuple[str, Sequence[str]]]
 
 #: Keys of a spec stage that configure its engine (the others go to its backend).
 ENGINE_KEYS = frozenset({"batch_size", "max_batch_tokens", "normalize", "on_error"})
+#: The key of a spec stage that makes it rank by its score fused with the first stage's.
+FUSION_KEY = "fusion"
 #: The spec's name for a pairwise last stage (built as ``backends.t5.DuoT5Stage``).
 PAIRWISE_NAMES = frozenset({"duot5"})
 
@@ -77,24 +90,29 @@ class PairwiseStage(Protocol):
 class Stage:
     """One pointwise stage: an engine and how many of its best texts go on (``keep``;
     ``None`` for the last stage, which ranks everything it gets). ``name`` labels the stage
-    in stats (default: its model id)."""
+    in stats (default: its model id). ``fusion``: rank by the engine's score fused with the
+    first stage's (``"rrf"``, ``"linear:0.3"``, a :class:`~rerank_core.fusion.Fusion`, ...;
+    ``None``: the engine's own default fusion, usually none; ``"none"``: never fuse)."""
 
     reranker: Reranker
     keep: int | None = None
     name: str | None = None
+    fusion: FusionLike = None
 
 
 @dataclass(frozen=True)
 class StageStats:
     """One stage in one call (or, in :attr:`Cascade.stats`, summed over calls): texts it
     was given, texts it passed on (or ranked, for the last), (query, window) pairs its model
-    scored (``k·(k−1)`` texts pairs for a pairwise stage) and wall-clock seconds."""
+    scored (``k·(k−1)`` texts pairs for a pairwise stage), wall-clock seconds and the
+    fusion it ranked by (its spec, ``None``: the model's score alone)."""
 
     name: str
     texts: int
     kept: int
     pairs_scored: int
     seconds: float
+    fusion: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +145,8 @@ class CascadeRanking(Ranking):
     it left unscored, a deadline or a passthrough failure); ``dropped``: texts ranked out
     by an earlier stage (or below a pairwise stage's ``top_k``), listed after the final
     ranking with ``scored=False``; ``stage_of``/``stage_scores``: for every text any stage
-    scored, by input index, the last stage that scored it (0-based) and its score there."""
+    scored, by input index, the last stage that scored it (0-based) and its score there
+    (the score it ranked by: fused when that stage fuses)."""
 
     dropped: int
     stage_of: dict[int, int]
@@ -158,6 +177,7 @@ class _Job:
     query: str
     texts: list[str]
     pool: list[int]
+    first: list[float] | None = None
     seen: dict[int, tuple[int, RankedText]] = field(default_factory=dict)
     drops: list[list[int]] = field(default_factory=list)
     final: Ranking | None = None
@@ -173,6 +193,7 @@ class _Call:
     confidence_threshold: float | None
     cutoff_scale: CutoffScale
     deadline: Deadline | None
+    score_only: bool = False
 
     def final_options(self) -> dict[str, Any]:
         return {
@@ -202,7 +223,10 @@ class Cascade:
 
     Per call, ``top_n`` cuts the final list; ``min_score``, ``confidence_threshold`` and
     ``cutoff_scale`` apply to the last pointwise stage (with ``min_score``, texts dropped
-    earlier are left out too: nothing shows they clear it); ``deadline_ms`` covers the whole
+    earlier are left out too: nothing shows they clear it); ``first_stage_scores``: one
+    number per text (one list per job for the ``*_many`` calls), needed when a stage fuses
+    (see :class:`Stage`; a missing or invalid list is a ``FirstStageScoreError`` before any
+    model runs, scores with no fusing stage a ``ConfigError``); ``deadline_ms`` covers the whole
     call: each stage gets what is left, and a stage that would start after it is skipped
     (its inputs follow in the previous stage's order, ``scored=False``,
     ``deadline_passed=True``).
@@ -217,6 +241,7 @@ class Cascade:
         owns_stages: bool = False,
     ) -> None:
         self._stages = _check_stages(stages)
+        self._fusions = [_stage_fusion(s, i) for i, s in enumerate(self._stages)]
         if pairwise is not None:
             if not isinstance(pairwise, PairwiseStage):
                 raise ConfigError(
@@ -260,8 +285,9 @@ class Cascade:
                     device = {"device": common["device"]} if "device" in common else {}
                     pairwise = DuoT5Stage(**{**device, **st["options"]})
                     continue
+                fusion = options.pop(FUSION_KEY, None)
                 engine = Reranker(st["backend"], **options)
-                built.append(Stage(engine, st["keep"]))
+                built.append(Stage(engine, st["keep"], fusion=fusion))
             return cls(built, pairwise=pairwise, top_n=top_n, owns_stages=True)
         except BaseException:
             for s in built:
@@ -281,6 +307,16 @@ class Cascade:
     @property
     def top_n(self) -> int | None:
         return self._top_n
+
+    @property
+    def fusions(self) -> tuple[Fusion | None, ...]:
+        """Each pointwise stage's fusion (``None``: it ranks by its model's score alone)."""
+        return tuple(self._fusions)
+
+    @property
+    def fuses(self) -> bool:
+        """Whether any stage fuses, i.e. calls need ``first_stage_scores``."""
+        return any(f is not None for f in self._fusions)
 
     @property
     def backend(self) -> Backend:
@@ -317,10 +353,12 @@ class Cascade:
 
     def describe(self) -> dict[str, Any]:
         """``backend: "Cascade"``, ``model_id`` (the stages' models joined by ``→``), each
-        stage's ``keep`` and engine ``describe()``, the pairwise stage, and the stats."""
+        stage's ``keep``, engine ``describe()`` and ``fusion`` (the stage's: its spec or
+        ``None``), the pairwise stage, and the stats."""
         stages = []
-        for name, s in zip(self._names, self._stages, strict=False):
-            stages.append({"name": name, "keep": s.keep, **s.reranker.describe()})
+        for name, s, f in zip(self._names, self._stages, self._fusions, strict=False):
+            spec = None if f is None else f.spec()
+            stages.append({"name": name, "keep": s.keep, **s.reranker.describe(), "fusion": spec})
         pw = self._pairwise
         return {
             "backend": "Cascade",
@@ -345,23 +383,40 @@ class Cascade:
     # ------------------------------------------------------------------ calls
 
     def score(
-        self, query: str, texts: Sequence[str], *, deadline_ms: float | None = None
+        self,
+        query: str,
+        texts: Sequence[str],
+        *,
+        deadline_ms: float | None = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> list[float]:
-        """One score per text, in input order: the final stage's score, NaN for a text it
-        did not score (dropped earlier, or left unscored)."""
+        """One score per text, in input order: the final stage's model score (never fused,
+        like ``Reranker.score``), NaN for a text it did not score (dropped earlier, or left
+        unscored). Earlier fusing stages need ``first_stage_scores``."""
         jobs = check_jobs([(query, texts)])
-        return _in_input_order(self._run(jobs, self._uncut(deadline_ms))[0], len(jobs[0][1]))
+        call = self._uncut(deadline_ms)
+        first = self._first(jobs, first_stage_scores, many=False, call=call)
+        return _in_input_order(self._run(jobs, call, first)[0], len(jobs[0][1]))
 
     async def ascore(
-        self, query: str, texts: Sequence[str], *, deadline_ms: float | None = None
+        self,
+        query: str,
+        texts: Sequence[str],
+        *,
+        deadline_ms: float | None = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> list[float]:
         jobs = check_jobs([(query, texts)])
-        ranked = (await self._arun(jobs, self._uncut(deadline_ms)))[0]
+        call = self._uncut(deadline_ms)
+        first = self._first(jobs, first_stage_scores, many=False, call=call)
+        ranked = (await self._arun(jobs, call, first))[0]
         return _in_input_order(ranked, len(jobs[0][1]))
 
     def _uncut(self, deadline_ms: float | None) -> _Call:
-        """A score call's options: no cut at all (not even the cascade's ``top_n``)."""
-        return dataclasses.replace(self._call(None, None, None, None, deadline_ms), top_n=None)
+        """A score call's options: no cut at all (not even the cascade's ``top_n``), and the
+        final stage unfused."""
+        call = self._call(None, None, None, None, deadline_ms)
+        return dataclasses.replace(call, top_n=None, score_only=True)
 
     def rerank(
         self,
@@ -373,10 +428,13 @@ class Cascade:
         confidence_threshold: float | None = None,
         cutoff_scale: CutoffScale = None,
         deadline_ms: float | None = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> CascadeRanking:
-        """Texts ranked through every stage, best first, cut at ``top_n``."""
+        """Texts ranked through every stage, best first, cut at ``top_n``
+        (``first_stage_scores``: one per text, for the stages that fuse)."""
         call = self._call(top_n, min_score, confidence_threshold, cutoff_scale, deadline_ms)
-        return self._run(check_jobs([(query, texts)]), call)[0]
+        jobs = check_jobs([(query, texts)])
+        return self._run(jobs, call, self._first(jobs, first_stage_scores, many=False))[0]
 
     def rerank_many(
         self,
@@ -387,10 +445,13 @@ class Cascade:
         confidence_threshold: float | None = None,
         cutoff_scale: CutoffScale = None,
         deadline_ms: float | None = None,
+        first_stage_scores: Sequence[Sequence[float]] | None = None,
     ) -> list[CascadeRanking]:
-        """Several (query, texts) jobs; each stage scores all jobs in one batched pass."""
+        """Several (query, texts) jobs; each stage scores all jobs in one batched pass
+        (``first_stage_scores``: one list per job)."""
         call = self._call(top_n, min_score, confidence_threshold, cutoff_scale, deadline_ms)
-        return self._run(check_jobs(jobs), call)
+        checked = check_jobs(jobs)
+        return self._run(checked, call, self._first(checked, first_stage_scores, many=True))
 
     async def arerank(
         self,
@@ -402,9 +463,12 @@ class Cascade:
         confidence_threshold: float | None = None,
         cutoff_scale: CutoffScale = None,
         deadline_ms: float | None = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> CascadeRanking:
         call = self._call(top_n, min_score, confidence_threshold, cutoff_scale, deadline_ms)
-        return (await self._arun(check_jobs([(query, texts)]), call))[0]
+        jobs = check_jobs([(query, texts)])
+        first = self._first(jobs, first_stage_scores, many=False)
+        return (await self._arun(jobs, call, first))[0]
 
     async def arerank_many(
         self,
@@ -415,9 +479,12 @@ class Cascade:
         confidence_threshold: float | None = None,
         cutoff_scale: CutoffScale = None,
         deadline_ms: float | None = None,
+        first_stage_scores: Sequence[Sequence[float]] | None = None,
     ) -> list[CascadeRanking]:
         call = self._call(top_n, min_score, confidence_threshold, cutoff_scale, deadline_ms)
-        return await self._arun(check_jobs(jobs), call)
+        checked = check_jobs(jobs)
+        first = self._first(checked, first_stage_scores, many=True)
+        return await self._arun(checked, call, first)
 
     def _call(
         self,
@@ -443,42 +510,98 @@ class Cascade:
         self._stages[-1].reranker.rerank_many([], **call.final_options())
         return dataclasses.replace(call, deadline=Deadline.after(ms))
 
-    def _run(self, jobs: list[Job], call: _Call) -> list[CascadeRanking]:
+    def _fusing(self, call: _Call | None) -> dict[int, str]:
+        """The stages that fuse in this call and their fusion's spec (a score call's final
+        stage does not fuse)."""
+        n = len(self._stages)
+        skip = n - 1 if call is not None and call.score_only else n
+        return {i: f.spec() for i, f in enumerate(self._fusions) if f is not None and i != skip}
+
+    def _first(
+        self, jobs: list[Job], scores: object, *, many: bool, call: _Call | None = None
+    ) -> list[list[float]] | None:
+        """The call's first-stage scores per job, checked (before any model runs), or
+        ``None`` when no stage fuses in this call."""
+        if scores is not None and not self.fuses:
+            raise ConfigError(
+                "first_stage_scores given but no cascade stage fuses: give a stage a fusion "
+                "(Stage(..., fusion='rrf') or fusion=rrf in the spec)"
+            )
+        fusing = self._fusing(call)
+        if not fusing or not jobs:  # no jobs (e.g. a cutoff check): nothing to fuse
+            return None
+        if scores is None:
+            names = ", ".join(f"stage {i} ({self._names[i]}, {f})" for i, f in fusing.items())
+            raise FirstStageScoreError(
+                f"{names} fuses with the first stage: pass first_stage_scores= (one number "
+                "per text, higher is better" + ("; one list per job)" if many else ")"),
+                index=None,
+            )
+        if not many:
+            per_job: Sequence[object] = (scores,)
+        elif isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
+            raise FirstStageScoreError(
+                "first_stage_scores for rerank_many must be one sequence per job", index=None
+            )
+        else:
+            per_job = scores
+        if len(per_job) != len(jobs):
+            raise FirstStageScoreError(
+                f"first_stage_scores has {len(per_job)} lists for {len(jobs)} jobs", index=None
+            )
+        return [
+            _check_scores(s, len(texts), j if many and len(jobs) > 1 else None)
+            for j, (s, (_, texts)) in enumerate(zip(per_job, jobs, strict=True))
+        ]
+
+    def _stage_call(self, s: int, state: list[_Job], call: _Call) -> dict[str, Any]:
+        """Stage ``s``'s ``rerank_many`` arguments: its jobs (each job's pool), the final
+        options on the last stage, and its fusion with the pool's first-stage scores."""
+        last = s == len(self._stages) - 1
+        fusion = self._fusions[s]
+        if last and call.score_only:
+            fusion = None
+        options: dict[str, Any] = {
+            "deadline_ms": call.deadline_ms(),
+            **(call.final_options() if last else {}),
+            "fusion": "none" if fusion is None else fusion,
+        }
+        if fusion is not None:
+            options["first_stage_scores"] = [
+                [j.first[i] for i in j.pool] if j.first is not None else None for j in state
+            ]
+        return {"jobs": [(j.query, [j.texts[i] for i in j.pool]) for j in state], **options}
+
+    def _run(
+        self, jobs: list[Job], call: _Call, first: list[list[float]] | None = None
+    ) -> list[CascadeRanking]:
         t0 = time.perf_counter()
-        state = [_Job(q, texts, list(range(len(texts)))) for q, texts in jobs]
+        state = _state(jobs, first)
         done: list[StageStats] = []
         for s, stage in enumerate(self._stages):
             if call.passed():
                 break
-            last = s == len(self._stages) - 1
             before, ts = stage.reranker.pairs_scored, time.perf_counter()
-            ranked = stage.reranker.rerank_many(
-                [(j.query, [j.texts[i] for i in j.pool]) for j in state],
-                deadline_ms=call.deadline_ms(),
-                **(call.final_options() if last else {}),
-            )
-            done.append(self._advance(s, state, ranked, before, ts))
+            ranked = stage.reranker.rerank_many(**self._stage_call(s, state, call))
+            done.append(self._advance(s, state, ranked, before, ts, call))
         if self._pairwise is not None and len(done) == len(self._stages) and not call.passed():
             ts = time.perf_counter()
             heads = [self._pairwise_head(j) for j in state]
             done.append(self._pairwise_stats(state, heads, ts))
         return self._finish(state, call, done, t0)
 
-    async def _arun(self, jobs: list[Job], call: _Call) -> list[CascadeRanking]:
+    async def _arun(
+        self, jobs: list[Job], call: _Call, first: list[list[float]] | None = None
+    ) -> list[CascadeRanking]:
         t0 = time.perf_counter()
-        state = [_Job(q, texts, list(range(len(texts)))) for q, texts in jobs]
+        state = _state(jobs, first)
         done: list[StageStats] = []
         for s, stage in enumerate(self._stages):
             if call.passed():
                 break
-            last = s == len(self._stages) - 1
             before, ts = stage.reranker.pairs_scored, time.perf_counter()
-            ranked = await stage.reranker.arerank_many(
-                [(j.query, [j.texts[i] for i in j.pool]) for j in state],
-                deadline_ms=call.deadline_ms(),
-                **(call.final_options() if last else {}),
-            )
-            done.append(self._advance(s, state, ranked, before, ts))
+            ranked = await stage.reranker.arerank_many(**self._stage_call(s, state, call))
+            done.append(self._advance(s, state, ranked, before, ts, call))
         if self._pairwise is not None and len(done) == len(self._stages) and not call.passed():
             ts = time.perf_counter()
             heads = [await asyncio.to_thread(self._pairwise_head, j) for j in state]
@@ -486,7 +609,13 @@ class Cascade:
         return self._finish(state, call, done, t0)
 
     def _advance(
-        self, s: int, state: list[_Job], ranked: list[Ranking], before: int, started: float
+        self,
+        s: int,
+        state: list[_Job],
+        ranked: list[Ranking],
+        before: int,
+        started: float,
+        call: _Call,
     ) -> StageStats:
         """Record stage ``s``'s rankings; keep each job's best ``keep`` for the next."""
         stage = self._stages[s]
@@ -507,7 +636,11 @@ class Cascade:
                 j.drops.append(dropped)
             kept += len(j.pool)
         pairs = stage.reranker.pairs_scored - before
-        return StageStats(self._names[s], texts, kept, pairs, time.perf_counter() - started)
+        fusion = self._fusions[s]
+        if s == len(self._stages) - 1 and call.score_only:
+            fusion = None
+        spec = None if fusion is None else fusion.spec()
+        return StageStats(self._names[s], texts, kept, pairs, time.perf_counter() - started, spec)
 
     def _pairwise_head(self, j: _Job) -> list[RankedText]:
         """The pairwise stage over the last stage's scored top ``top_k``; the rest of the
@@ -602,10 +735,10 @@ class Cascade:
         self.close()
 
     def __repr__(self) -> str:
-        parts = [
-            f"{n}(keep={s.keep})" if s.keep else n
-            for n, s in zip(self._names, self._stages, strict=False)
-        ]
+        parts = []
+        for n, s, f in zip(self._names, self._stages, self._fusions, strict=False):
+            args = ([f"keep={s.keep}"] if s.keep else []) + ([f"fusion={f.spec()}"] if f else [])
+            parts.append(f"{n}({', '.join(args)})" if args else n)
         if self._pairwise is not None:
             parts.append(f"{self._names[-1]}(top_k={self._pairwise.top_k})")
         return f"Cascade({' → '.join(parts)})"
@@ -658,6 +791,24 @@ def _check_stages(stages: object) -> tuple[Stage, ...]:
     return tuple(out)
 
 
+def _stage_fusion(st: Stage, i: int) -> Fusion | None:
+    """A stage's fusion: its own (``"none"``: off), else its engine's default."""
+    if st.fusion is None:
+        return st.reranker.fusion
+    try:
+        return parse_fusion(st.fusion)
+    except ConfigError as exc:
+        raise ConfigError(f"stages[{i}]: {exc}") from None
+
+
+def _state(jobs: list[Job], first: list[list[float]] | None) -> list[_Job]:
+    """Each job's start: every text in the pool, with its first-stage scores if given."""
+    return [
+        _Job(q, texts, list(range(len(texts))), None if first is None else first[j])
+        for j, (q, texts) in enumerate(jobs)
+    ]
+
+
 def _model_name(engine: Reranker, i: int) -> str:
     model = engine.describe().get("model_id") or type(engine.backend).__name__
     return f"{i}:{model}"
@@ -672,7 +823,9 @@ def _not_scored(j: _Job, i: int) -> RankedText:
             index=i, score=math.nan, text=text, window=(0, len(text)), n_windows=1, scored=False
         )
     x = prev[1]
-    return dataclasses.replace(x, score=math.nan, scored=False)
+    return dataclasses.replace(
+        x, score=math.nan, scored=False, rerank_score=None, first_stage_score=None
+    )
 
 
 def _in_input_order(ranked: Sequence[RankedText], n: int) -> list[float]:
@@ -699,6 +852,7 @@ def _add(total: CascadeStats | None, call: CascadeStats) -> CascadeStats:
             t.kept + s.kept,
             t.pairs_scored + s.pairs_scored,
             t.seconds + s.seconds,
+            s.fusion,
         )
     return CascadeStats(
         tuple(merged), total.seconds + call.seconds, total.skipped + call.skipped, total.calls + 1
@@ -723,7 +877,9 @@ def parse_spec(spec: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     last and after a pointwise stage. A string: stages split by ``;``, each
     ``name[:key=value,...]`` (integers and true/false converted; engine keys
     ``batch_size``, ``max_batch_tokens``, ``normalize``, ``on_error`` go to the stage's
-    engine, the rest to its backend). Raises ConfigError naming the stage."""
+    engine, ``fusion`` (``rrf``, ``rrf:20``, ``linear:0.3``, ``none``) makes the stage rank
+    by its score fused with the first stage's, the rest go to its backend). Raises
+    ConfigError naming the stage."""
     if isinstance(spec, str):
         raw = [_parse_stage(part, i) for i, part in enumerate(spec.split(";"))]
     elif isinstance(spec, Sequence) and not isinstance(spec, bytes):
@@ -762,7 +918,13 @@ def parse_spec(spec: str | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             )
         if not last_pointwise:
             positive_int(f"{where}: keep", keep)
-        backend_options = {k: v for k, v in options.items() if k not in ENGINE_KEYS}
+        if FUSION_KEY in options:
+            try:
+                parse_fusion(options[FUSION_KEY])
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        skip = ENGINE_KEYS | {FUSION_KEY}
+        backend_options = {k: v for k, v in options.items() if k not in skip}
         _check_options(name, backend_class(name), backend_options)
     keeps = [st["keep"] for st in pointwise[:-1]]
     for a, b in itertools.pairwise(keeps):

@@ -63,6 +63,52 @@ def test_eval_runs_a_cascade_and_records_its_stages(
     assert 0.0 <= row["metrics"]["ndcg@10"] <= 1.0
 
 
+def test_eval_checks_a_stage_fusion_before_any_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "no-such-dataset")
+    for spec, message in [
+        ("minilm:keep=3,fusion=bm25;minilm", "unknown fusion"),
+        ("minilm:keep=3,fusion=linear:1.5;minilm", "weight in [0, 1]"),
+    ]:
+        assert main(["eval", missing, "--cascade", spec]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "does not exist" not in err
+
+
+@pytest.mark.model
+def test_eval_passes_the_first_stage_scores_to_a_fusing_cascade(
+    tiny_beir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crossrank_lab.quality.data import load_beir, read_trec_run
+    from rerank_core import Cascade
+
+    out, runs = tmp_path / "r.json", tmp_path / "runs"
+    spec = f"minilm:model={BUNDLED},keep=4,fusion=rrf;minilm:model={BUNDLED}"
+    code = main(
+        ["eval", str(tiny_beir), "--bm25", "--depth", "10", "--candidates", "10",
+         "--cascade", spec, "--json", str(out), "--save-runs", str(runs), "--quiet"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    stages = json.loads(out.read_text())["model"]["cascade"]["stages"]
+    assert [s["fusion"] for s in stages] == ["rrf", None]
+    # each query's reranked head is the cascade's, given the BM25 run's own scores
+    dataset = load_beir(tiny_beir, "test")
+    first, reranked = (
+        read_trec_run(runs / "first_stage.trec"),
+        read_trec_run(runs / "rerank_top10.trec"),
+    )
+    with Cascade.from_spec(spec, cache=None) as c:
+        for qid in list(dataset.queries)[:2]:
+            top = first[qid][:10]
+            ranked = c.rerank(
+                dataset.queries[qid],
+                [dataset.body(d) for d, _ in top],
+                first_stage_scores=[s for _, s in top],
+            )
+            assert [d for d, _ in reranked[qid][:4]] == [top[r.index][0] for r in ranked[:4]]
+
+
 # ---------------------------------------------------------------- finetune --layers
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rerank_core.cascade import AnyReranker
+from rerank_core.cascade import AnyReranker, Cascade
 
 from .data import Dataset, DatasetError, Run
 from .metrics import DEFAULT_METRICS, evaluate_run
@@ -70,7 +70,7 @@ def rerank_depth(
                 continue
             texts = [dataset.body(d) for d, _ in top]
             t0 = time.perf_counter()
-            ranked = reranker.rerank(dataset.queries[qid], texts)
+            ranked = reranker.rerank(dataset.queries[qid], texts, **_first_scores(reranker, top))
             seconds.append(time.perf_counter() - t0)
             head = [(top[r.index][0], r.score) for r in ranked]
             floor = min(s for _, s in head) if head else 0.0
@@ -82,6 +82,13 @@ def rerank_depth(
         if bar is not None:
             bar.close()
     return out, seconds, reranker.pairs_scored - before
+
+
+def _first_scores(reranker: AnyReranker, top: Sequence[tuple[str, float]]) -> dict[str, Any]:
+    """The first stage's scores of ``top`` for a cascade whose stages fuse (else nothing)."""
+    if isinstance(reranker, Cascade) and reranker.fuses:
+        return {"first_stage_scores": [float(s) for _, s in top]}
+    return {}
 
 
 def evaluate_first_stage(
@@ -106,7 +113,8 @@ def sweep(
         qid = next(iter(dataset.queries))
         docs = [d for d, _ in first.get(qid, [])[:2] if d in dataset.corpus]
         if docs:
-            reranker.score(dataset.queries[qid], [dataset.body(d) for d in docs])
+            fused = _first_scores(reranker, first.get(qid, [])[: len(docs)])
+            reranker.score(dataset.queries[qid], [dataset.body(d) for d in docs], **fused)
     results: list[dict[str, Any]] = []
     for n in candidates:
         t0 = time.perf_counter()
