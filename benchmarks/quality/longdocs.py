@@ -54,6 +54,14 @@ CONFIGS: list[tuple[str, str, WindowConfig, int]] = [
     # wider overlap: any passage up to ~half a window lies whole inside one window
     ("chunk-max, default windows, overlap 88", "long", WindowConfig(overlap=88), 0),
     ("chunk-max, 128-token windows", "long", WindowConfig(overlap=32), 128),
+    # the engine's default overlap before 2026-11-30: min(64, a quarter of the window
+    # budget beside a query of half max_length) = 23 tokens at 192
+    (
+        "chunk-max, default windows, overlap 23 (the old default)",
+        "long",
+        WindowConfig(overlap=23),
+        0,
+    ),
 ]
 
 
