@@ -47,7 +47,7 @@ from .config import OnError
 from .deadline import Deadline, check_deadline_ms
 from .engine import Reranker
 from .errors import ConfigError, FirstStageScoreError
-from .fusion import Fusion, FusionLike, _check_scores, parse_fusion
+from .fusion import Fusion, FusionLike, check_first_stage_scores, parse_fusion
 from .planning import Job, check_jobs
 from .scales import CutoffScale, check_cutoff_scale
 from .types import Backend, RankedText, Ranking, ScoreScale
@@ -550,7 +550,7 @@ class Cascade:
                 f"first_stage_scores has {len(per_job)} lists for {len(jobs)} jobs", index=None
             )
         return [
-            _check_scores(s, len(texts), j if many and len(jobs) > 1 else None)
+            check_first_stage_scores(s, len(texts), j if many and len(jobs) > 1 else None)
             for j, (s, (_, texts)) in enumerate(zip(per_job, jobs, strict=True))
         ]
 

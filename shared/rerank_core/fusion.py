@@ -52,6 +52,7 @@ __all__ = [
     "Fusion",
     "FusionLike",
     "FusionMethod",
+    "check_first_stage_scores",
     "fuse_scores",
     "fused_ranking",
     "parse_fusion",
@@ -175,7 +176,10 @@ def fuse_scores(rerank: Sequence[float], first: Sequence[float], fusion: Fusion)
     return [(1.0 - w) * a + w * b for a, b in zip(_minmax(rerank), _minmax(first), strict=True)]
 
 
-def _check_scores(values: object, n_texts: int, job: int | None) -> list[float]:
+def check_first_stage_scores(values: object, n_texts: int, job: int | None) -> list[float]:
+    """One job's first-stage scores as floats, one per text (``job``: its index in the
+    error message, ``None`` for a single call); anything else raises
+    :class:`~rerank_core.errors.FirstStageScoreError`."""
     where = "" if job is None else f" of job {job}"
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise FirstStageScoreError(
@@ -248,7 +252,7 @@ class FirstStage:
                 f"first_stage_scores has {len(self.scores)} lists for {n_jobs} jobs", index=None
             )
         return [
-            _check_scores(s, len(t), None if n_jobs == 1 else j)
+            check_first_stage_scores(s, len(t), None if n_jobs == 1 else j)
             for j, (s, t) in enumerate(zip(self.scores, plan.texts, strict=True))
         ]
 
