@@ -47,7 +47,7 @@ from .config import OnError
 from .deadline import Deadline, check_deadline_ms
 from .engine import Reranker
 from .errors import ConfigError, FirstStageScoreError
-from .fusion import Fusion, FusionLike, check_first_stage_scores, parse_fusion
+from .fusion import Fusion, FusionLike, check_per_job, parse_fusion, scores_per_job
 from .planning import Job, check_jobs
 from .scales import CutoffScale, check_cutoff_scale
 from .types import Backend, RankedText, Ranking, ScoreScale
@@ -513,9 +513,15 @@ class Cascade:
     def _fusing(self, call: _Call | None) -> dict[int, str]:
         """The stages that fuse in this call and their fusion's spec (a score call's final
         stage does not fuse)."""
-        n = len(self._stages)
-        skip = n - 1 if call is not None and call.score_only else n
-        return {i: f.spec() for i, f in enumerate(self._fusions) if f is not None and i != skip}
+        fusions = (self._call_fusion(i, call) for i in range(len(self._stages)))
+        return {i: f.spec() for i, f in enumerate(fusions) if f is not None}
+
+    def _call_fusion(self, s: int, call: _Call | None) -> Fusion | None:
+        """Stage ``s``'s fusion in this call: its own, except a score call's final stage,
+        which returns its model's scores unfused."""
+        if call is not None and call.score_only and s == len(self._stages) - 1:
+            return None
+        return self._fusions[s]
 
     def _first(
         self, jobs: list[Job], scores: object, *, many: bool, call: _Call | None = None
@@ -537,30 +543,13 @@ class Cascade:
                 "per text, higher is better" + ("; one list per job)" if many else ")"),
                 index=None,
             )
-        if not many:
-            per_job: Sequence[object] = (scores,)
-        elif isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
-            raise FirstStageScoreError(
-                "first_stage_scores for rerank_many must be one sequence per job", index=None
-            )
-        else:
-            per_job = scores
-        if len(per_job) != len(jobs):
-            raise FirstStageScoreError(
-                f"first_stage_scores has {len(per_job)} lists for {len(jobs)} jobs", index=None
-            )
-        return [
-            check_first_stage_scores(s, len(texts), j if many and len(jobs) > 1 else None)
-            for j, (s, (_, texts)) in enumerate(zip(per_job, jobs, strict=True))
-        ]
+        return check_per_job(scores_per_job(scores, many=many), [t for _, t in jobs])
 
     def _stage_call(self, s: int, state: list[_Job], call: _Call) -> dict[str, Any]:
         """Stage ``s``'s ``rerank_many`` arguments: its jobs (each job's pool), the final
         options on the last stage, and its fusion with the pool's first-stage scores."""
         last = s == len(self._stages) - 1
-        fusion = self._fusions[s]
-        if last and call.score_only:
-            fusion = None
+        fusion = self._call_fusion(s, call)
         options: dict[str, Any] = {
             "deadline_ms": call.deadline_ms(),
             **(call.final_options() if last else {}),
@@ -636,9 +625,7 @@ class Cascade:
                 j.drops.append(dropped)
             kept += len(j.pool)
         pairs = stage.reranker.pairs_scored - before
-        fusion = self._fusions[s]
-        if s == len(self._stages) - 1 and call.score_only:
-            fusion = None
+        fusion = self._call_fusion(s, call)
         spec = None if fusion is None else fusion.spec()
         return StageStats(self._names[s], texts, kept, pairs, time.perf_counter() - started, spec)
 

@@ -53,9 +53,11 @@ __all__ = [
     "FusionLike",
     "FusionMethod",
     "check_first_stage_scores",
+    "check_per_job",
     "fuse_scores",
     "fused_ranking",
     "parse_fusion",
+    "scores_per_job",
 ]
 
 FusionMethod = Literal["rrf", "linear"]
@@ -203,6 +205,31 @@ def check_first_stage_scores(values: object, n_texts: int, job: int | None) -> l
     return out
 
 
+def scores_per_job(scores: object, *, many: bool) -> tuple[object, ...]:
+    """A call's ``first_stage_scores`` as one entry per job: the one sequence of a single
+    call, or (``many``) the sequence of per-job sequences, which must be one."""
+    if not many:
+        return (scores,)
+    if isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
+        raise FirstStageScoreError(
+            "first_stage_scores for rerank_many must be one sequence per job", index=None
+        )
+    return tuple(scores)
+
+
+def check_per_job(per_job: Sequence[object], texts: Sequence[Sequence[str]]) -> list[list[float]]:
+    """Each job's first-stage scores checked against its texts (one list per job)."""
+    n_jobs = len(texts)
+    if len(per_job) != n_jobs:
+        raise FirstStageScoreError(
+            f"first_stage_scores has {len(per_job)} lists for {n_jobs} jobs", index=None
+        )
+    return [
+        check_first_stage_scores(s, len(t), None if n_jobs == 1 else j)
+        for j, (s, t) in enumerate(zip(per_job, texts, strict=True))
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class FirstStage:
     """One call's fusion and its first-stage scores (one list per job), checked."""
@@ -228,13 +255,7 @@ class FirstStage:
             return None
         if scores is None:
             return cls(chosen, None)
-        if many:
-            if isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
-                raise FirstStageScoreError(
-                    "first_stage_scores for rerank_many must be one sequence per job", index=None
-                )
-            return cls(chosen, tuple(scores))
-        return cls(chosen, (scores,))
+        return cls(chosen, scores_per_job(scores, many=many))
 
     def check(self, plan: Plan) -> list[list[float]]:
         """The first-stage scores per job, checked against the plan's texts."""
@@ -247,14 +268,7 @@ class FirstStage:
                 "first_stage_scores= (one number per text, higher is better)",
                 index=None,
             )
-        if len(self.scores) != n_jobs:
-            raise FirstStageScoreError(
-                f"first_stage_scores has {len(self.scores)} lists for {n_jobs} jobs", index=None
-            )
-        return [
-            check_first_stage_scores(s, len(t), None if n_jobs == 1 else j)
-            for j, (s, t) in enumerate(zip(self.scores, plan.texts, strict=True))
-        ]
+        return check_per_job(self.scores, plan.texts)
 
     def finish(
         self, in_order: Sequence[Ranking], first: Sequence[Sequence[float]], cut: Cut
