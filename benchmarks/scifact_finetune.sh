@@ -3,6 +3,11 @@
 # models/crossrank-minilm-l6 trained further on the 809 SciFact train claims, 4 lists of 8
 # per claim, hard negatives from BM25's and the bi-encoder's top 30 (judged-relevant ones
 # skipped), listwise on a teacher that mixes the bi-encoder's cosine, BM25 and the labels.
+# REHEARSE=N (optional): rehearsal, the general-domain lists the bundled model learned from
+# mixed into the SciFact ones (DL20's judged queries, 8 lists each, and N pseudo-queries cut
+# from DL20 passages), so the fine-tune keeps what it knew; no SciFact test and no DL19 data.
+# TEACHER / TEACHER_RERANKER (optional): another teacher mix, and the cross-encoder for its
+# 'reranker=W' signal (e.g. the bundled model itself: learning without forgetting).
 # One torch thread, bf16 where the CPU has it; MAX_MINUTES (default 40) is the time budget
 # (the learning rate decays to 0 over it); MAX_MINUTES=0 with MAX_STEPS=N: no time budget,
 # the learning rate decays to 0 over N steps (the same run on any machine). LR: peak rate.
@@ -22,12 +27,19 @@ D=${DATA:-../shared/data}
 export HF_HUB_OFFLINE=1
 mkdir -p "$(dirname "$OUT")"
 BUDGET=(--max-minutes "${MAX_MINUTES:-40}")
+TRAIN=(--train "$D/scifact:train" --groups-per-query 4)
+if [ -n "${REHEARSE:-}" ]; then
+  TRAIN=(--train "$D/scifact:train" --train "$D/trec-dl-2020-passage:test" --groups-per-query 4,8
+         --pseudo-queries "$REHEARSE" --pseudo-from trec-dl-2020-passage)
+fi
+TEACHER_ARGS=(--teacher "${TEACHER:-dense=0.7,bm25=0.3,label=0.2,temperature=0.05}")
+if [ -n "${TEACHER_RERANKER:-}" ]; then TEACHER_ARGS+=(--teacher-reranker "$TEACHER_RERANKER"); fi
 if [ "${MAX_MINUTES:-40}" = "0" ]; then BUDGET=(); fi
 .venv/bin/crossrank finetune --threads 1 --quiet \
   --base-model models/crossrank-minilm-l6 \
-  --train "$D/scifact:train" \
-  --negatives mixed --depth 30 --group-size 8 --groups-per-query 4 \
-  --teacher dense=0.7,bm25=0.3,label=0.2,temperature=0.05 \
+  "${TRAIN[@]}" \
+  --negatives mixed --depth 30 --group-size 8 \
+  "${TEACHER_ARGS[@]}" \
   --teacher-cache "${TEACHER_CACHE:-$OUT.teacher.npz}" \
   --loss listnet --batch-size 2 --lr "${LR:-2e-5}" --warmup 0.05 --max-length 192 \
   --max-steps "${MAX_STEPS:-5000}" "${BUDGET[@]}" --seed 42 \

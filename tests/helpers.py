@@ -48,6 +48,19 @@ def need(module: str, *, why: str = "") -> ModuleType:
         ) from exc
 
 
+#: The cascade tests' query and texts; under KeywordBackend a text scores the number of
+#: query words it contains (the comments).
+CASCADE_QUERY = "alpha beta gamma"
+CASCADE_TEXTS = [
+    "nothing here",  # 0: 0 query words
+    "alpha beta",  # 1: 2
+    "alpha",  # 2: 1
+    "alpha beta gamma",  # 3: 3
+    "other words",  # 4: 0
+    "gamma",  # 5: 1
+    "beta gamma delta",  # 6: 2
+]
+
 _WORD = re.compile(r"\S+")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import KeywordBackend
+from helpers import CASCADE_QUERY, CASCADE_TEXTS, KeywordBackend
 from rerank_core import (
     Cascade,
     CascadeRanking,
@@ -25,16 +25,8 @@ from rerank_core import (
 )
 from rerank_core.cascade import parse_spec
 
-QUERY = "alpha beta gamma"
-TEXTS = [
-    "nothing here",  # 0: 0 words
-    "alpha beta",  # 1: 2
-    "alpha",  # 2: 1
-    "alpha beta gamma",  # 3: 3
-    "other words",  # 4: 0
-    "gamma",  # 5: 1
-    "beta gamma delta",  # 6: 2
-]
+QUERY = CASCADE_QUERY
+TEXTS = CASCADE_TEXTS
 
 
 class OrderBackend(KeywordBackend):

@@ -14,21 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import KeywordBackend
+from helpers import CASCADE_QUERY, CASCADE_TEXTS, KeywordBackend
 from rerank_core import Cascade, ConfigError, FirstStageScoreError, Reranker, Stage
 from rerank_core.cascade import parse_spec
 from rerank_core.fusion import Fusion, fuse_scores
 
-QUERY = "alpha beta gamma"
-TEXTS = [
-    "nothing here",  # 0: 0 query words
-    "alpha beta",  # 1: 2
-    "alpha",  # 2: 1
-    "alpha beta gamma",  # 3: 3
-    "other words",  # 4: 0
-    "gamma",  # 5: 1
-    "beta gamma delta",  # 6: 2
-]
+QUERY = CASCADE_QUERY
+TEXTS = CASCADE_TEXTS
 KEYWORD = [0.0, 2.0, 1.0, 3.0, 0.0, 1.0, 2.0]
 #: distinct first-stage scores, so a score handed to the wrong text shows
 FIRST = [7.0, 1.0, 5.0, 2.0, 6.0, 4.0, 3.0]
