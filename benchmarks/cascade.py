@@ -150,6 +150,12 @@ def main() -> None:
     p.add_argument("--precision", default="auto", help="the engines' precision (default auto)")
     p.add_argument("--small-precision", help="the small model's, if not --precision")
     p.add_argument(
+        "--small-max-windows",
+        type=int,
+        help="the small model reads at most N windows of each text (its own cap: results "
+        "marked truncated; the large model still reads every window)",
+    )
+    p.add_argument(
         "--small-fusion",
         action="append",
         default=[],
@@ -165,7 +171,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from crossrank_lab.quality.metrics import evaluate_run
-    from rerank_core import Cascade, Reranker, Stage
+    from rerank_core import Cascade, Reranker, Stage, WindowConfig
     from rerank_core.fusion import Fusion, parse_fusion
 
     fusions: dict[str, Fusion] = {}
@@ -183,7 +189,10 @@ def main() -> None:
     opts |= {"num_threads": args.threads}
     t_load = time.perf_counter()
     small_precision = args.small_precision or args.precision
-    small = Reranker("minilm", model=str(args.small), precision=small_precision, **opts)
+    small_window = WindowConfig(max_windows=args.small_max_windows)
+    small = Reranker(
+        "minilm", model=str(args.small), precision=small_precision, window=small_window, **opts
+    )
     large = Reranker("minilm", model=str(args.large), precision=args.precision, **opts)
     load_s = time.perf_counter() - t_load
     cascades = {k: Cascade([(small, k), large]) for k in keeps}
@@ -347,12 +356,15 @@ def main() -> None:
         f"1-min load average {loads[0]:.1f} before, {loads[-1]:.1f} after, "
         f"highest {max(loads):.1f} ({os.cpu_count()} CPUs)"
     )
+    capped = ""
+    if args.small_max_windows:
+        capped = f", at most {args.small_max_windows} window(s) per text"
     head = (
         f"{dataset.name}: {nq} queries (latency: the first {timed_n}), {first_name} "
         f"top-{'/'.join(map(str, depths))} (nDCG@10 "
         f"{', '.join(f'{first_ndcg[d]:.4f}' for d in depths)}); {args.threads} thread(s), "
         f"batch_size {args.batch_size}; large: precision {args.precision} {ran['large']}, "
-        f"small: precision {small_precision} {ran['small']}; "
+        f"small: precision {small_precision} {ran['small']}" + capped + "; "
         f"{load_note}; {wall:.0f} s"
     )
     lines = [
@@ -394,6 +406,7 @@ def main() -> None:
             "first_stage": {"name": first_name, "nDCG@10": first_ndcg},
             "small": str(args.small),
             "small_precision": small_precision,
+            "small_max_windows": args.small_max_windows,
             "small_fusion": list(fusions),
             "large": str(args.large),
             "engines": ran,
