@@ -28,6 +28,7 @@ D=${DATA:-../shared/data}
 export HF_HUB_OFFLINE=1
 mkdir -p "$(dirname "$OUT")"
 BUDGET=(--max-minutes "${MAX_MINUTES:-40}")
+if [ "${MAX_MINUTES:-40}" = "0" ]; then BUDGET=(); fi
 TRAIN=(--train "$D/scifact:train" --groups-per-query 4)
 if [ -n "${REHEARSE:-}" ]; then
   TRAIN=(--train "$D/scifact:train" --train "$D/trec-dl-2020-passage:test" --groups-per-query 4,8
@@ -35,7 +36,6 @@ if [ -n "${REHEARSE:-}" ]; then
 fi
 TEACHER_ARGS=(--teacher "${TEACHER:-dense=0.7,bm25=0.3,label=0.2,temperature=0.05}")
 if [ -n "${TEACHER_RERANKER:-}" ]; then TEACHER_ARGS+=(--teacher-reranker "$TEACHER_RERANKER"); fi
-if [ "${MAX_MINUTES:-40}" = "0" ]; then BUDGET=(); fi
 .venv/bin/crossrank finetune --threads 1 --quiet \
   --base-model models/crossrank-minilm-l6 \
   "${TRAIN[@]}" \

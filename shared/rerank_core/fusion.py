@@ -259,8 +259,7 @@ class FirstStage:
 
     def check(self, plan: Plan) -> list[list[float]]:
         """The first-stage scores per job, checked against the plan's texts."""
-        n_jobs = len(plan.texts)
-        if n_jobs == 0:
+        if not plan.texts:
             return []
         if self.scores is None:
             raise FirstStageScoreError(

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CASCADE_QUERY, CASCADE_TEXTS, KeywordBackend
+from helpers import CASCADE_QUERY as QUERY
+from helpers import CASCADE_TEXTS as TEXTS
+from helpers import KeywordBackend
 from rerank_core import (
     Cascade,
     CascadeRanking,
@@ -24,9 +26,6 @@ from rerank_core import (
     Stage,
 )
 from rerank_core.cascade import parse_spec
-
-QUERY = CASCADE_QUERY
-TEXTS = CASCADE_TEXTS
 
 
 class OrderBackend(KeywordBackend):

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CASCADE_QUERY, CASCADE_TEXTS, KeywordBackend
+from helpers import CASCADE_QUERY as QUERY
+from helpers import CASCADE_TEXTS as TEXTS
+from helpers import KeywordBackend
 from rerank_core import Cascade, ConfigError, FirstStageScoreError, Reranker, Stage
 from rerank_core.cascade import parse_spec
 from rerank_core.fusion import Fusion, fuse_scores
 
-QUERY = CASCADE_QUERY
-TEXTS = CASCADE_TEXTS
 KEYWORD = [0.0, 2.0, 1.0, 3.0, 0.0, 1.0, 2.0]
 #: distinct first-stage scores, so a score handed to the wrong text shows
 FIRST = [7.0, 1.0, 5.0, 2.0, 6.0, 4.0, 3.0]
